@@ -1,0 +1,54 @@
+"""Command line: `xlra JOB --config=FILE.py[:ARG] --workdir=DIR [--config.FIELD=VALUE ...]`.
+
+Only parses flags and calls the job's `run(config, workdir)`; every job lives in its own module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+# JOB -> "module:function"; each function takes (config: ConfigDict, workdir: str).
+JOBS = {
+    "convert": "xlra.models.convert:run",
+    "data": "xlra.data.job:run",
+    "sft": "xlra.train.jobs:run_sft",
+    "rm": "xlra.train.jobs:run_rm",
+    "rm-eval": "xlra.eval.rm_accuracy:run",
+    "bon": "xlra.sampling.job:run",
+    "ppo": "xlra.train.ppo_job:run",
+    "eval": "xlra.eval.job:run",
+    "pipeline": "xlra.pipeline.stages:run",
+}
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, FILE.py[:ARG].", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs.")
+
+
+def _main(argv: list[str]) -> None:
+  job = argv[1]
+  if len(argv) > 2:
+    raise app.UsageError(f"unexpected arguments {argv[2:]}; flags are --config, --workdir, --config.FIELD=VALUE")
+  if _CONFIG.value is None or _WORKDIR.value is None:
+    raise app.UsageError(f"xlra {job} needs --config=FILE.py[:ARG] and --workdir=DIR")
+  module, fn = JOBS[job].split(":")
+  getattr(importlib.import_module(module), fn)(_CONFIG.value, _WORKDIR.value)
+
+
+def run() -> None:
+  if len(sys.argv) < 2 or sys.argv[1] not in JOBS:
+    sys.stderr.write(f"usage: xlra JOB --config=FILE.py[:ARG] --workdir=DIR [--config.FIELD=VALUE ...]\n"
+                     f"JOB is one of: {', '.join(JOBS)}\n")
+    sys.exit(2)
+  # Multi-host runs must initialise JAX's runtime before any device use.
+  from xlra.parallel import distributed
+  distributed.initialize_from_env()
+  logging.set_verbosity(logging.INFO)
+  app.run(_main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,247 @@
+"""One flax.nnx decoder for the Llama 3, Qwen 2/3 and Gemma 2/3 families.
+
+Shapes: B batch, L query length, S key length (cache slots), D d_model, N query heads, K kv heads,
+G = N // K query heads per kv head, H head_dim, F d_ff, V vocab.
+
+Every parameter carries logical axis names in its `axes` metadata; `xlra.parallel.mesh` maps them
+onto mesh axes. Masks are built from explicit positions, so left padding (generation), right padding
+(training), packing (segment ids) and the KV cache all use the same attention code.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from xlra.models.config import ModelConfig
+
+_MASKED = -1e30  # finite, so a fully masked (padding) query row gives no NaN
+
+
+def _param(rngs: nnx.Rngs, init, shape, dtype, axes) -> nnx.Param:
+  return nnx.Param(init(rngs.params(), shape, jnp.dtype(dtype)), axes=axes)
+
+
+_normal = jax.nn.initializers.normal(0.02)
+_zeros = jax.nn.initializers.zeros
+_ones = jax.nn.initializers.ones
+
+
+class KVCache(NamedTuple):
+  """Fixed-size decode cache. Slots [0, index) are written; `pos` and `valid` describe each slot."""
+
+  k: tuple[jax.Array, ...]  # per layer [B, S, K, H]
+  v: tuple[jax.Array, ...]
+  pos: jax.Array  # [B, S] int32 position of the token in each slot
+  valid: jax.Array  # [B, S] bool: slot holds a real (non-padding) token
+  index: jax.Array  # [] int32 next slot to write
+
+
+class RMSNorm(nnx.Module):
+  def __init__(self, dim: int, cfg: ModelConfig, axes: tuple[str, ...], rngs: nnx.Rngs):
+    self.offset = cfg.norm_offset
+    self.eps = cfg.norm_eps
+    init = _zeros if cfg.norm_offset else _ones
+    self.scale = _param(rngs, init, (dim,), cfg.param_dtype, axes)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    xf = x.astype(jnp.float32)
+    y = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
+    w = self.scale.value.astype(jnp.float32)
+    return (y * (1.0 + w if self.offset else w)).astype(x.dtype)
+
+
+def rope_frequencies(cfg: ModelConfig, layer_type: str) -> jax.Array:
+  """Inverse frequencies [H/2] of one layer type, with Llama-3 or linear scaling on full layers."""
+  theta = cfg.local_rope_theta if (layer_type == "sliding" and cfg.local_rope_theta) else cfg.rope_theta
+  inv = 1.0 / (theta ** (jnp.arange(0, cfg.head_dim, 2, dtype=jnp.float32) / cfg.head_dim))
+  sc = cfg.rope_scaling
+  if sc is None or (layer_type == "sliding" and cfg.local_rope_theta):
+    return inv
+  if sc["rope_type"] == "linear":
+    return inv / sc["factor"]
+  # Llama 3: long wavelengths slowed by `factor`, short ones kept, a smooth blend between.
+  factor, lo, hi = sc["factor"], sc["low_freq_factor"], sc["high_freq_factor"]
+  old = sc["original_max_position_embeddings"]
+  wavelen = 2 * math.pi / inv
+  scaled = jnp.where(wavelen > old / lo, inv / factor, inv)
+  smooth = (old / wavelen - lo) / (hi - lo)
+  blended = (1 - smooth) * scaled / factor + smooth * scaled
+  medium = (wavelen >= old / hi) & (wavelen <= old / lo)
+  return jnp.where(medium, blended, scaled)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.Array:
+  """Rotate-half RoPE (the Hugging Face layout). x [B, L, heads, H], positions [B, L]."""
+  angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, L, H/2]
+  cos = jnp.cos(angles)[:, :, None, :]
+  sin = jnp.sin(angles)[:, :, None, :]
+  xf = x.astype(jnp.float32)
+  x1, x2 = jnp.split(xf, 2, axis=-1)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x.dtype)
+
+
+class Attention(nnx.Module):
+  def __init__(self, cfg: ModelConfig, layer_type: str, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.layer_type = layer_type
+    d, n, k, h, pd = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.param_dtype
+    self.wq = _param(rngs, _normal, (d, n, h), pd, ("embed", "heads", "head_dim"))
+    self.wk = _param(rngs, _normal, (d, k, h), pd, ("embed", "kv_heads", "head_dim"))
+    self.wv = _param(rngs, _normal, (d, k, h), pd, ("embed", "kv_heads", "head_dim"))
+    self.wo = _param(rngs, _normal, (n, h, d), pd, ("heads", "head_dim", "embed"))
+    if cfg.qkv_bias:
+      self.bq = _param(rngs, _zeros, (n, h), pd, ("heads", "head_dim"))
+      self.bk = _param(rngs, _zeros, (k, h), pd, ("kv_heads", "head_dim"))
+      self.bv = _param(rngs, _zeros, (k, h), pd, ("kv_heads", "head_dim"))
+    if cfg.qk_norm:
+      self.q_norm = RMSNorm(h, cfg, ("head_dim",), rngs)
+      self.k_norm = RMSNorm(h, cfg, ("head_dim",), rngs)
+
+  def __call__(self, x, positions, q_seg, k_pos, k_valid, k_seg, cache_kv):
+    cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+    proj = lambda w, eq: jnp.einsum(eq, x, w.value.astype(dt))
+    q = proj(self.wq, "bld,dnh->blnh")
+    k = proj(self.wk, "bld,dkh->blkh")
+    v = proj(self.wv, "bld,dkh->blkh")
+    if cfg.qkv_bias:
+      q, k, v = q + self.bq.value.astype(dt), k + self.bk.value.astype(dt), v + self.bv.value.astype(dt)
+    if cfg.qk_norm:
+      q, k = self.q_norm(q), self.k_norm(k)
+    inv = rope_frequencies(cfg, self.layer_type)
+    q, k = apply_rope(q, positions, inv), apply_rope(k, positions, inv)
+
+    if cache_kv is not None:  # write this chunk at the cache index, then attend over every slot
+      ck, cv, index = cache_kv
+      k = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype), index, axis=1)
+      v = jax.lax.dynamic_update_slice_in_dim(cv, v.astype(cv.dtype), index, axis=1)
+      new_kv = (k, v)
+    else:
+      new_kv = None
+
+    b, l, n, h = q.shape
+    kh = cfg.n_kv_heads
+    scale = (cfg.query_pre_attn_scalar or cfg.head_dim) ** -0.5
+    q = (q * scale).reshape(b, l, kh, n // kh, h)
+    logits = jnp.einsum("blkgh,bskh->bkgls", q, k.astype(dt), preferred_element_type=jnp.float32)
+    if cfg.attn_softcap:
+      logits = jnp.tanh(logits / cfg.attn_softcap) * cfg.attn_softcap
+    qp = positions[:, :, None]
+    kp = k_pos[:, None, :]
+    allowed = k_valid[:, None, :] & (kp <= qp) & (q_seg[:, :, None] == k_seg[:, None, :])
+    if self.layer_type == "sliding":
+      allowed &= (qp - kp) < cfg.sliding_window
+    logits = jnp.where(allowed[:, None, None], logits, _MASKED)
+    probs = jax.nn.softmax(logits, axis=-1).astype(dt)
+    out = jnp.einsum("bkgls,bskh->blkgh", probs, v.astype(dt)).reshape(b, l, n, h)
+    return jnp.einsum("blnh,nhd->bld", out, self.wo.value.astype(dt)), new_kv
+
+
+class MLP(nnx.Module):
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    self.cfg = cfg
+    d, f, pd = cfg.d_model, cfg.d_ff, cfg.param_dtype
+    self.w_gate = _param(rngs, _normal, (d, f), pd, ("embed", "mlp"))
+    self.w_up = _param(rngs, _normal, (d, f), pd, ("embed", "mlp"))
+    self.w_down = _param(rngs, _normal, (f, d), pd, ("mlp", "embed"))
+
+  def __call__(self, x):
+    dt = jnp.dtype(self.cfg.dtype)
+    gate = x @ self.w_gate.value.astype(dt)
+    act = jax.nn.silu(gate) if self.cfg.act == "silu" else jax.nn.gelu(gate, approximate=True)
+    return (act * (x @ self.w_up.value.astype(dt))) @ self.w_down.value.astype(dt)
+
+
+class Block(nnx.Module):
+  def __init__(self, cfg: ModelConfig, layer_type: str, rngs: nnx.Rngs):
+    self.attn_norm = RMSNorm(cfg.d_model, cfg, ("embed",), rngs)
+    self.attn = Attention(cfg, layer_type, rngs)
+    self.mlp_norm = RMSNorm(cfg.d_model, cfg, ("embed",), rngs)
+    self.mlp = MLP(cfg, rngs)
+    self.post_norms = cfg.post_norms
+    if cfg.post_norms:
+      self.attn_post_norm = RMSNorm(cfg.d_model, cfg, ("embed",), rngs)
+      self.mlp_post_norm = RMSNorm(cfg.d_model, cfg, ("embed",), rngs)
+
+  def __call__(self, x, positions, q_seg, k_pos, k_valid, k_seg, cache_kv):
+    a, new_kv = self.attn(self.attn_norm(x), positions, q_seg, k_pos, k_valid, k_seg, cache_kv)
+    x = x + (self.attn_post_norm(a) if self.post_norms else a)
+    m = self.mlp(self.mlp_norm(x))
+    return x + (self.mlp_post_norm(m) if self.post_norms else m), new_kv
+
+
+class Transformer(nnx.Module):
+  """Decoder-only LM. `model(tokens)` -> float32 logits [B, L, V]."""
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.embedding = _param(rngs, _normal, (cfg.vocab_size, cfg.d_model), cfg.param_dtype, ("vocab", "embed"))
+    self.blocks = nnx.List([Block(cfg, cfg.layer_type(i), rngs) for i in range(cfg.n_layers)])
+    self.final_norm = RMSNorm(cfg.d_model, cfg, ("embed",), rngs)
+    if not cfg.tie_embeddings:
+      self.lm_head = _param(rngs, _normal, (cfg.d_model, cfg.vocab_size), cfg.param_dtype, ("embed", "vocab"))
+
+  def __call__(self, tokens, positions=None, mask=None, segment_ids=None) -> jax.Array:
+    hidden, _ = self.hidden(tokens, positions, mask, segment_ids)
+    return self.logits(hidden)
+
+  def hidden(self, tokens, positions=None, mask=None, segment_ids=None, cache: KVCache | None = None):
+    """Final-normed hidden states [B, L, D] (and the updated cache when one is given).
+
+    tokens [B, L] int; mask [B, L] bool, True at real tokens (default all True); positions [B, L]
+    (default: running count of real tokens, so left padding gets correct positions); segment_ids
+    [B, L] for packed rows. With a cache, the L tokens are written at slots [index, index + L).
+    """
+    cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+    b, l = tokens.shape
+    if mask is None:
+      mask = jnp.ones((b, l), bool)
+    if positions is None:
+      positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+      if cache is not None:  # continue from the last written position
+        positions = positions + jnp.max(jnp.where(cache.valid, cache.pos + 1, 0), axis=1, keepdims=True)
+    positions = positions.astype(jnp.int32)
+    if segment_ids is None:
+      segment_ids = jnp.zeros((b, l), jnp.int32)
+    x = jnp.take(self.embedding.value, tokens, axis=0).astype(dt)
+    if cfg.embed_scale:
+      x = x * jnp.asarray(math.sqrt(cfg.d_model), dt)
+
+    if cache is None:
+      k_pos, k_valid, k_seg = positions, mask, segment_ids
+    else:
+      upd = lambda buf, val: jax.lax.dynamic_update_slice_in_dim(buf, val, cache.index, axis=1)
+      k_pos, k_valid = upd(cache.pos, positions), upd(cache.valid, mask)
+      k_seg = jnp.zeros_like(k_pos)
+    new_k, new_v = [], []
+    for i, block in enumerate(self.blocks):
+      kv = None if cache is None else (cache.k[i], cache.v[i], cache.index)
+      x, written = block(x, positions, segment_ids, k_pos, k_valid, k_seg, kv)
+      if written is not None:
+        new_k.append(written[0])
+        new_v.append(written[1])
+    x = self.final_norm(x)
+    if cache is None:
+      return x, None
+    return x, KVCache(tuple(new_k), tuple(new_v), k_pos, k_valid, cache.index + l)
+
+  def logits(self, hidden: jax.Array) -> jax.Array:
+    dt = jnp.dtype(self.cfg.dtype)
+    w = self.embedding.value.T if self.cfg.tie_embeddings else self.lm_head.value
+    out = jnp.einsum("bld,dv->blv", hidden, w.astype(dt), preferred_element_type=jnp.float32)
+    if self.cfg.final_softcap:
+      out = jnp.tanh(out / self.cfg.final_softcap) * self.cfg.final_softcap
+    return out
+
+  def init_cache(self, batch: int, length: int, dtype=None) -> KVCache:
+    cfg = self.cfg
+    dtype = jnp.dtype(dtype or cfg.dtype)
+    shape = (batch, length, cfg.n_kv_heads, cfg.head_dim)
+    zeros = tuple(jnp.zeros(shape, dtype) for _ in range(cfg.n_layers))
+    return KVCache(zeros, zeros, jnp.zeros((batch, length), jnp.int32),
+                   jnp.zeros((batch, length), bool), jnp.zeros((), jnp.int32))
