@@ -33,7 +33,7 @@ class ScalarModel(nnx.Module):
   def values(self, tokens, positions=None, mask=None) -> jax.Array:
     """Scalars at every position, float32 [B, L]."""
     hidden, _ = self.backbone.hidden(tokens, positions, mask)
-    return jnp.einsum("bld,d->bl", hidden.astype(jnp.float32), self.head_w.value) + self.head_b.value
+    return jnp.einsum("bld,d->bl", hidden.astype(jnp.float32), self.head_w[...]) + self.head_b[...]
 
   def score(self, tokens, mask) -> jax.Array:
     """Reward [B] at the last real token of right-padded rows."""

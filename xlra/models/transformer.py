@@ -51,7 +51,7 @@ class RMSNorm(nnx.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     xf = x.astype(jnp.float32)
     y = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
-    w = self.scale.value.astype(jnp.float32)
+    w = self.scale[...].astype(jnp.float32)
     return (y * (1.0 + w if self.offset else w)).astype(x.dtype)
 
 
@@ -105,12 +105,12 @@ class Attention(nnx.Module):
 
   def __call__(self, x, positions, q_seg, k_pos, k_valid, k_seg, cache_kv):
     cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
-    proj = lambda w, eq: jnp.einsum(eq, x, w.value.astype(dt))
+    proj = lambda w, eq: jnp.einsum(eq, x, w[...].astype(dt))
     q = proj(self.wq, "bld,dnh->blnh")
     k = proj(self.wk, "bld,dkh->blkh")
     v = proj(self.wv, "bld,dkh->blkh")
     if cfg.qkv_bias:
-      q, k, v = q + self.bq.value.astype(dt), k + self.bk.value.astype(dt), v + self.bv.value.astype(dt)
+      q, k, v = q + self.bq[...].astype(dt), k + self.bk[...].astype(dt), v + self.bv[...].astype(dt)
     if cfg.qk_norm:
       q, k = self.q_norm(q), self.k_norm(k)
     inv = rope_frequencies(cfg, self.layer_type)
@@ -139,7 +139,7 @@ class Attention(nnx.Module):
     logits = jnp.where(allowed[:, None, None], logits, _MASKED)
     probs = jax.nn.softmax(logits, axis=-1).astype(dt)
     out = jnp.einsum("bkgls,bskh->blkgh", probs, v.astype(dt)).reshape(b, l, n, h)
-    return jnp.einsum("blnh,nhd->bld", out, self.wo.value.astype(dt)), new_kv
+    return jnp.einsum("blnh,nhd->bld", out, self.wo[...].astype(dt)), new_kv
 
 
 class MLP(nnx.Module):
@@ -152,9 +152,9 @@ class MLP(nnx.Module):
 
   def __call__(self, x):
     dt = jnp.dtype(self.cfg.dtype)
-    gate = x @ self.w_gate.value.astype(dt)
+    gate = x @ self.w_gate[...].astype(dt)
     act = jax.nn.silu(gate) if self.cfg.act == "silu" else jax.nn.gelu(gate, approximate=True)
-    return (act * (x @ self.w_up.value.astype(dt))) @ self.w_down.value.astype(dt)
+    return (act * (x @ self.w_up[...].astype(dt))) @ self.w_down[...].astype(dt)
 
 
 class Block(nnx.Module):
@@ -208,7 +208,7 @@ class Transformer(nnx.Module):
     positions = positions.astype(jnp.int32)
     if segment_ids is None:
       segment_ids = jnp.zeros((b, l), jnp.int32)
-    x = jnp.take(self.embedding.value, tokens, axis=0).astype(dt)
+    x = jnp.take(self.embedding[...], tokens, axis=0).astype(dt)
     if cfg.embed_scale:
       x = x * jnp.asarray(math.sqrt(cfg.d_model), dt)
 
@@ -232,7 +232,7 @@ class Transformer(nnx.Module):
 
   def logits(self, hidden: jax.Array) -> jax.Array:
     dt = jnp.dtype(self.cfg.dtype)
-    w = self.embedding.value.T if self.cfg.tie_embeddings else self.lm_head.value
+    w = self.embedding[...].T if self.cfg.tie_embeddings else self.lm_head[...]
     out = jnp.einsum("bld,dv->blv", hidden, w.astype(dt), preferred_element_type=jnp.float32)
     if self.cfg.final_softcap:
       out = jnp.tanh(out / self.cfg.final_softcap) * self.cfg.final_softcap
