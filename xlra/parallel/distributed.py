@@ -1,5 +1,50 @@
-"""Multi-host initialisation (placeholder until the scale-out work lands): single process does nothing."""
+"""Multi-host start-up: JAX's multi-controller runtime, initialised before any device is touched.
+
+Every process runs the same command. Where the cluster is described decides how we initialise:
+- explicit: XLRA_COORDINATOR=host:port, XLRA_NUM_PROCESSES=N, XLRA_PROCESS_ID=i (any machine; the
+  local launcher and the tests use this, on CPU with gloo collectives);
+- SLURM (SLURM_JOB_ID with more than one task) and Cloud TPU pods: jax.distributed.initialize()
+  reads the environment itself;
+- otherwise a single process: nothing to do.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+
+_ENV = ("XLRA_COORDINATOR", "XLRA_NUM_PROCESSES", "XLRA_PROCESS_ID")
+_done = False
+
+
+def _on_tpu_pod() -> bool:
+  # Cloud TPU VMs of a multi-host slice export the worker list; a single host has one entry.
+  hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+  return len([h for h in hosts.split(",") if h]) > 1
 
 
 def initialize_from_env() -> None:
-  return None
+  """Initialise the distributed runtime when the environment describes more than one process."""
+  global _done
+  if _done:
+    return
+  given = [k for k in _ENV if os.environ.get(k)]
+  if given and len(given) != len(_ENV):
+    missing = sorted(set(_ENV) - set(given))
+    raise ValueError(f"multi-process run: {given} set but {missing} missing; set all of {_ENV}")
+  if given:
+    n, i = int(os.environ["XLRA_NUM_PROCESSES"]), int(os.environ["XLRA_PROCESS_ID"])
+    if not 0 <= i < n:
+      raise ValueError(f"XLRA_PROCESS_ID={i} must be in [0, XLRA_NUM_PROCESSES={n})")
+    if os.environ.get("JAX_PLATFORMS", "") == "cpu":
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=os.environ["XLRA_COORDINATOR"], num_processes=n, process_id=i)
+  elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or _on_tpu_pod():
+    jax.distributed.initialize()
+  _done = True
+
+
+def is_main_process() -> bool:
+  """Process 0 writes logs, reports and artifacts; every process takes part in checkpoint saves."""
+  return jax.process_index() == 0
