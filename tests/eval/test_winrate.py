@@ -15,11 +15,11 @@ def test_counts_ties_half_and_excludes_failures():
   wr = win_rate(p, n_boot=2000)
   # wins: 1.0, 0.9; ties: 0.5, 0.5000000001; losses: 0.2, 0.0; two failures are not losses.
   assert (wr.wins, wr.ties, wr.losses, wr.failures, wr.n) == (2, 2, 2, 2, 6)
-  assert wr.rate == pytest.approx((2 + 0.5 * 2) / 6)
-  assert wr.lo <= wr.rate <= wr.hi
+  assert wr.win_rate == pytest.approx((2 + 0.5 * 2) / 6)
+  assert wr.ci_low <= wr.win_rate <= wr.ci_high
   soft = win_rate(p, mode="soft", n_boot=2000)
-  assert soft.rate == pytest.approx((1.0 + 0.9 + 0.5 + 0.2 + 0.5000000001 + 0.0) / 6)
-  assert math.isnan(win_rate([None, None]).rate) and win_rate([None, None]).failures == 2
+  assert soft.win_rate == pytest.approx((1.0 + 0.9 + 0.5 + 0.2 + 0.5000000001 + 0.0) / 6)
+  assert math.isnan(win_rate([None, None]).win_rate) and win_rate([None, None]).failures == 2
 
 
 def test_bad_inputs_raise():
@@ -51,7 +51,7 @@ def test_bootstrap_interval_covers_the_true_rate_at_the_nominal_frequency():
     u = rng.random(n)
     p_a = np.where(u < 0.45, 1.0, np.where(u < 0.65, 0.5, 0.0))
     wr = win_rate(list(p_a), n_boot=1000, seed=e)
-    covered += wr.lo <= true_rate <= wr.hi
+    covered += wr.ci_low <= true_rate <= wr.ci_high
   assert 0.91 <= covered / experiments <= 0.98, covered / experiments
 
 
@@ -61,7 +61,7 @@ def test_grouped_per_language_and_pair():
           {"system": "bon_de", "lang": "de", "p_a": 0.5}]
   g = grouped_win_rates(rows, keys=("system", "lang"), n_boot=200)
   assert list(g) == [("bon_de", "de"), ("ppo_en", "de"), ("ppo_en", "fr")]
-  assert g[("ppo_en", "de")].rate == 0.5 and g[("ppo_en", "fr")].rate == 1.0
+  assert g[("ppo_en", "de")].win_rate == 0.5 and g[("ppo_en", "fr")].win_rate == 1.0
   assert g[("bon_de", "de")].failures == 1 and g[("bon_de", "de")].ties == 1
   with pytest.raises(KeyError, match="row 0 lacks"):
     grouped_win_rates([{"p_a": 1.0}], keys=("lang",))

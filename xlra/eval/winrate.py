@@ -20,9 +20,10 @@ TIE_TOL = 1e-6
 
 @dataclasses.dataclass(frozen=True)
 class WinRate:
-  rate: float  # mean score over judged examples (ties count half); NaN when none was judged
-  lo: float  # bootstrap interval at `level`
-  hi: float
+  # Field names match the cells xlra.pipeline.report reads.
+  win_rate: float  # mean score over judged examples (ties count half); NaN when none was judged
+  ci_low: float  # bootstrap interval at `level`
+  ci_high: float
   n: int  # judged examples
   wins: int
   ties: int
@@ -83,7 +84,7 @@ def win_rate(p_a: Sequence[float | None], mode: str = "hard", level: float = 0.9
   hard = scores(p_a, "hard", tie_tol)
   hard = hard[~np.isnan(hard)]
   lo, hi = bootstrap_ci(ok, level, n_boot, seed)
-  return WinRate(rate=float(ok.mean()) if ok.size else math.nan, lo=lo, hi=hi, n=int(ok.size),
+  return WinRate(win_rate=float(ok.mean()) if ok.size else math.nan, ci_low=lo, ci_high=hi, n=int(ok.size),
                  wins=int((hard == 1).sum()), ties=int((hard == 0.5).sum()), losses=int((hard == 0).sum()),
                  failures=int(s.size - ok.size), level=level)
 
