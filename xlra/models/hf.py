@@ -316,13 +316,13 @@ def load_hf(path: str, dtype: str = "float32", *, compute_dtype: str | None = No
                        f"{cfg.family} mapping (a config feature xlra does not implement, e.g. biases)")
     for t in table:
       var = _variable(model, t.path)
-      assert tuple(var.value.shape) == t.shape, (t.name, var.value.shape, t.shape)
+      assert tuple(var.get_value().shape) == t.shape, (t.name, var.get_value().shape, t.shape)
       arr = t.to_ours(files.read(t.name)).astype(np_dtype)
       if sharding_of is None:
-        var.value = jnp.asarray(arr)
+        var.set_value(jnp.asarray(arr))
       else:  # each device copies only its own slice of the host tensor
-        var.value = jax.make_array_from_callback(arr.shape, sharding_of(var.get_metadata().get("axes")),
-                                                 lambda idx, arr=arr: arr[idx])
+        var.set_value(jax.make_array_from_callback(arr.shape, sharding_of(var.get_metadata().get("axes")),
+                                                   lambda idx, arr=arr: arr[idx]))
       del arr
   return model
 
@@ -358,7 +358,7 @@ def save_hf(model: Transformer, path: str, dtype: str | None = None, *, max_shar
   hc = config_to_hf(cfg, dtype)
   np_dtype = np.dtype(jnp.dtype(dtype))
   table = _tensor_table(cfg)
-  items = ((t.name, t.to_hf(_host(_variable(model, t.path).value)).astype(np_dtype)) for t in table)
+  items = ((t.name, t.to_hf(_host(_variable(model, t.path).get_value())).astype(np_dtype)) for t in table)
   writer = jax.process_index() == 0  # every process gathers (collective); process 0 writes
   if writer:
     os.makedirs(path, exist_ok=True)
