@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any, Sequence
 
 TASKS = ("summarization", "dialog")
+TASK_ALIASES = {"summarize": "summarization"}  # the testbed's task name
 
 # Failure kinds. `parse`: the judge answered but not with "1"/"2"; the rest are transport or budget
 # problems (the judge never answered). Reports list them separately.
@@ -42,6 +43,8 @@ class Judgement:
   example: Any = dataclasses.field(default=None, compare=False, repr=False)
 
   def __post_init__(self):
+    if self.task in TASK_ALIASES:
+      object.__setattr__(self, "task", TASK_ALIASES[self.task])
     if self.task not in TASKS:
       raise ValueError(f"Judgement.task={self.task!r}: choose one of {TASKS}")
     for name in ("prompt", "output_a", "output_b"):
