@@ -1,0 +1,83 @@
+"""English (British conventions): dates as "12 March 2021", thousands grouped with a comma."""
+
+from __future__ import annotations
+
+from xlra.data.testbed.langs.base import Event, Language, Place, Slots, opt
+
+
+class English(Language):
+  code = "en"
+  english_name = "English"
+  first_names = (("Emma", "f"), ("Olivia", "f"), ("Sophie", "f"), ("Grace", "f"), ("Emily", "f"), ("Hannah", "f"),
+                 ("Chloe", "f"), ("Lucy", "f"), ("Alice", "f"), ("Megan", "f"), ("Rachel", "f"), ("Holly", "f"),
+                 ("James", "m"), ("Oliver", "m"), ("Harry", "m"), ("George", "m"), ("Jack", "m"), ("Daniel", "m"),
+                 ("Samuel", "m"), ("Henry", "m"), ("Edward", "m"), ("Ryan", "m"), ("Adam", "m"), ("Nathan", "m"))
+  last_names = tuple((n, n) for n in (
+      "Smith", "Jones", "Taylor", "Brown", "Wilson", "Evans", "Walker", "Wright", "Roberts", "Johnson",
+      "Hughes", "Green", "Hall", "Wood", "Clarke", "Turner", "Baker", "Harris", "Cooper", "Morgan"))
+  cities = tuple((c, c) for c in (
+      "Leeds", "York", "Bristol", "Manchester", "Liverpool", "Glasgow", "Cardiff", "Oxford", "Cambridge",
+      "Norwich", "Brighton", "Sheffield", "Exeter", "Bath", "Durham", "Belfast", "Dundee", "Chester"))
+  orgs = ("Northgate", "Brightwell", "Ashford", "Redstone", "Kingsway", "Silverline", "Oakfield", "Bluewater",
+          "Harbourside", "Greenleaf", "Westbridge", "Highmoor")
+  months = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+            "November", "December")
+  events = (Event("planted", "{n} trees", "trees"), Event("donated", "{n} books", "books"),
+            Event("built", "{n} homes", "homes"), Event("created", "{n} jobs", "jobs"),
+            Event("handed out", "{n} meals", "meals"), Event("sold", "{n} tickets", "tickets"))
+  topics = ("schools", "parks", "roads", "libraries", "hospitals", "bridges", "sport", "culture", "energy",
+            "water", "transport", "nurseries")
+  count_words = ("one", "two", "three")
+  slot_names = {"place": "the place", "date": "the date", "qty": "the number", "org": "the organisation"}
+  polite = ("Of course!", "Certainly!", "With pleasure!")
+  filler = ("This is really very interesting news.", "Much more could be said about this.",
+            "All in all, this is an important topic.")
+  background = ("Local residents welcomed the news.", "The planning took two years.", "Further steps are planned.",
+                "The city council supported the idea.", "The weather was fine that day.",
+                "Many volunteers helped out.")
+  and_word = "and"
+
+  def number(self, n: int) -> str:
+    return f"{n:,}"
+
+  def date(self, day: int, month: int, year: int) -> str:
+    return f"{day} {self.months[month - 1]} {year}"
+
+  def loc(self, place: Place) -> str:
+    return f"in {place.nominative}"
+
+  def lead(self, s: Slots, variant: int) -> str:
+    v, place, obj = self.verb(s.kind, s.gender), opt(" ", s.place and self.loc(s.place)), self.noun(s.kind, s.qty)
+    if variant == 1 and s.date is not None:
+      return f"On {s.date}, {s.actor}{opt(' of ', s.org)} {v} {obj}{place}."
+    return f"{s.actor}{opt(' of ', s.org)} {v} {obj}{place}{opt(' on ', s.date)}."
+
+  def follow(self, slot: str, s: Slots) -> str:
+    if slot == "org":
+      return f"{s.actor} works for {s.org}."
+    if slot == "date":
+      return f"This happened on {s.date}."
+    if slot == "place":
+      return f"The project is {self.loc(s.place)}."
+    return f"In total, there were {self.noun(s.kind, s.qty)}."
+
+  def distractor(self, template: int, d: Slots) -> str:
+    if template == 0:
+      return f"On {d.date}, {d.actor} of {d.org} had announced a similar project {self.loc(d.place)}."
+    if template == 1:
+      return f"A similar project by {d.actor} {self.loc(d.place)} had {self.noun(d.kind, d.qty)}."
+    return f"{d.actor} of {d.org} criticised the plan."
+
+  def instruction(self) -> str:
+    return "Summarize the following text in English in one sentence:"
+
+  def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
+    a, b = (self.slot_names[x] for x in ask)
+    text = f"About {actor}: name {a} and {b}, and list {self.count_words[k - 1]} of the next plans. Answer in English."
+    return text + (" Please answer politely." if polite else "")
+
+  def plans(self, items: list[str]) -> str:
+    return f"Next plans: {self.join(items)}."
+
+  def alt_plans(self, actor: str, items: list[str]) -> str:
+    return f"{actor}, however, suggests other topics: {self.join(items)}."

@@ -1,0 +1,82 @@
+"""Spanish: dates as "12 de marzo de 2021", thousands grouped with a dot, inverted exclamation marks."""
+
+from __future__ import annotations
+
+from xlra.data.testbed.langs.base import Event, Language, Place, Slots, opt
+
+
+class Spanish(Language):
+  code = "es"
+  english_name = "Spanish"
+  first_names = (("María", "f"), ("Lucía", "f"), ("Carmen", "f"), ("Elena", "f"), ("Paula", "f"), ("Isabel", "f"),
+                 ("Marta", "f"), ("Sofía", "f"), ("Raquel", "f"), ("Pilar", "f"), ("Beatriz", "f"), ("Nuria", "f"),
+                 ("Javier", "m"), ("Carlos", "m"), ("Pablo", "m"), ("Miguel", "m"), ("Alejandro", "m"),
+                 ("Sergio", "m"), ("Diego", "m"), ("Andrés", "m"), ("Fernando", "m"), ("Raúl", "m"), ("Jorge", "m"),
+                 ("Álvaro", "m"))
+  last_names = tuple((n, n) for n in (
+      "García", "Fernández", "González", "Rodríguez", "López", "Martínez", "Sánchez", "Pérez", "Gómez", "Martín",
+      "Jiménez", "Ruiz", "Hernández", "Díaz", "Moreno", "Muñoz", "Álvarez", "Romero", "Navarro", "Torres"))
+  cities = tuple((c, c) for c in (
+      "Madrid", "Sevilla", "Valencia", "Bilbao", "Málaga", "Zaragoza", "Granada", "Córdoba", "Salamanca",
+      "Toledo", "Alicante", "Murcia", "Valladolid", "Oviedo", "Cádiz", "Burgos", "Almería", "Santander"))
+  orgs = ("Solmar", "Iberluz", "Aguaviva", "Montecampo", "Costaverde", "Tierranova", "Vientosur", "Sierralta",
+          "Riomar", "Puertoclaro", "Olivares", "Castellana")
+  months = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre",
+            "noviembre", "diciembre")
+  events = (Event("plantó", "{n} árboles", "árboles"), Event("donó", "{n} libros", "libros"),
+            Event("construyó", "{n} viviendas", "viviendas"),
+            Event("creó", "{n} puestos de trabajo", "puestos de trabajo"),
+            Event("repartió", "{n} comidas", "comidas"), Event("vendió", "{n} entradas", "entradas"))
+  topics = ("escuelas", "parques", "carreteras", "bibliotecas", "hospitales", "puentes", "deporte", "cultura",
+            "energía", "agua", "transporte", "guarderías")
+  count_words = ("uno", "dos", "tres")
+  slot_names = {"place": "el lugar", "date": "la fecha", "qty": "el número", "org": "la organización"}
+  polite = ("¡Con mucho gusto!", "¡Claro que sí!", "¡Por supuesto!")
+  filler = ("Es realmente una noticia muy interesante.", "Se podría decir mucho más sobre esto.",
+            "En resumen, es un tema importante.")
+  background = ("Los vecinos celebraron la noticia.", "La planificación duró dos años.", "Se planean más pasos.",
+                "El ayuntamiento apoyó la idea.", "Ese día hizo buen tiempo.", "Muchos voluntarios ayudaron.")
+  and_word = "y"
+
+  def date(self, day: int, month: int, year: int) -> str:
+    return f"{day} de {self.months[month - 1]} de {year}"
+
+  def loc(self, place: Place) -> str:
+    return f"en {place.nominative}"
+
+  def lead(self, s: Slots, variant: int) -> str:
+    v, place, obj = self.verb(s.kind, s.gender), opt(" ", s.place and self.loc(s.place)), self.noun(s.kind, s.qty)
+    if variant == 1 and s.date is not None:
+      return f"El {s.date}, {s.actor}{opt(', de ', s.org, ',')} {v} {obj}{place}."
+    return f"{s.actor}{opt(', de ', s.org, ',')} {v} {obj}{place}{opt(' el ', s.date)}."
+
+  def follow(self, slot: str, s: Slots) -> str:
+    if slot == "org":
+      return f"{s.actor} trabaja para {s.org}."
+    if slot == "date":
+      return f"Esto ocurrió el {s.date}."
+    if slot == "place":
+      return f"El proyecto está {self.loc(s.place)}."
+    return f"En total fueron {self.noun(s.kind, s.qty)}."
+
+  def distractor(self, template: int, d: Slots) -> str:
+    if template == 0:
+      return f"El {d.date}, {d.actor}, de {d.org}, había anunciado un proyecto similar {self.loc(d.place)}."
+    if template == 1:
+      return f"Un proyecto similar de {d.actor} {self.loc(d.place)} tuvo {self.noun(d.kind, d.qty)}."
+    return f"{d.actor}, de {d.org}, criticó el plan."
+
+  def instruction(self) -> str:
+    return "Resume el siguiente texto en español en una sola frase:"
+
+  def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
+    a, b = (self.slot_names[x] for x in ask)
+    text = (f"Sobre {actor}: indica {a} y {b}, y menciona {self.count_words[k - 1]} de los próximos planes. "
+            f"Responde en español.")
+    return text + (" Por favor, responde con cortesía." if polite else "")
+
+  def plans(self, items: list[str]) -> str:
+    return f"Próximos planes: {self.join(items)}."
+
+  def alt_plans(self, actor: str, items: list[str]) -> str:
+    return f"En cambio, {actor} propone otros temas: {self.join(items)}."

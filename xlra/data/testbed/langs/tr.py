@@ -1,0 +1,98 @@
+"""Turkish: verb-final order, the locative suffix follows vowel harmony and consonant assimilation
+("İzmir'de", "Ankara'da", "Gaziantep'te"; computed for foreign cities), dates as "12 Mart 2021 tarihinde",
+thousands grouped with a dot, Turkish letters (ı, ğ, ş, ç, ö, ü, İ)."""
+
+from __future__ import annotations
+
+from xlra.data.testbed.langs.base import Event, Language, Place, Slots, opt
+
+_BACK = set("aıouAIOU")
+_FRONT = set("eiöüEİÖÜ")
+_VOICELESS = set("çfhkpsştÇFHKPSŞT")
+
+
+def locative(word: str) -> str:
+  """`word` + "'da/'de/'ta/'te": the vowel follows the last vowel (back -> a, front -> e; a foreign word
+  with no Turkish vowel defaults to e), the consonant hardens after a voiceless consonant."""
+  vowel = next(("a" if c in _BACK else "e" for c in reversed(word) if c in _BACK | _FRONT), "e")
+  cons = "t" if word[-1] in _VOICELESS else "d"
+  return f"{word}'{cons}{vowel}"
+
+
+class Turkish(Language):
+  code = "tr"
+  english_name = "Turkish"
+  first_names = (("Ayşe", "f"), ("Fatma", "f"), ("Zeynep", "f"), ("Elif", "f"), ("Emine", "f"), ("Merve", "f"),
+                 ("Büşra", "f"), ("Esra", "f"), ("Özlem", "f"), ("Gül", "f"), ("Derya", "f"), ("Şule", "f"),
+                 ("Mehmet", "m"), ("Mustafa", "m"), ("Ahmet", "m"), ("Ali", "m"), ("Hüseyin", "m"), ("Hasan", "m"),
+                 ("İbrahim", "m"), ("Murat", "m"), ("Emre", "m"), ("Burak", "m"), ("Serkan", "m"), ("Oğuz", "m"))
+  last_names = tuple((n, n) for n in (
+      "Yılmaz", "Kaya", "Demir", "Şahin", "Çelik", "Yıldız", "Yıldırım", "Öztürk", "Aydın", "Özdemir", "Arslan",
+      "Doğan", "Kılıç", "Aslan", "Çetin", "Kara", "Koç", "Kurt", "Özkan", "Şimşek"))
+  cities = tuple((c, locative(c)) for c in (
+      "İstanbul", "Ankara", "İzmir", "Bursa", "Antalya", "Konya", "Adana", "Gaziantep", "Kayseri", "Eskişehir",
+      "Trabzon", "Samsun", "Malatya", "Erzurum", "Denizli", "Mersin", "Sakarya", "Edirne"))
+  orgs = ("Anadolu Güç", "Boğaziçi Yapı", "Ege Tarım", "Karadeniz Lojistik", "Toros Çimento", "Marmara Gıda",
+          "Akdeniz Turizm", "Kapadokya Holding", "Fırat Tekstil", "Ilgaz Madencilik", "Kaçkar Elektrik",
+          "Uludağ İnşaat")
+  months = ("Ocak", "Şubat", "Mart", "Nisan", "Mayıs", "Haziran", "Temmuz", "Ağustos", "Eylül", "Ekim", "Kasım",
+            "Aralık")
+  events = (Event("dikti", "{n} ağaç", "ağaç"), Event("bağışladı", "{n} kitap", "kitap"),
+            Event("inşa etti", "{n} konut", "konut"), Event("sağladı", "{n} kişilik istihdam", "istihdam"),
+            Event("dağıttı", "{n} öğün yemek", "yemek"), Event("sattı", "{n} bilet", "bilet"))
+  topics = ("okullar", "parklar", "yollar", "kütüphaneler", "hastaneler", "köprüler", "spor", "kültür", "enerji",
+            "su", "ulaşım", "kreşler")
+  count_words = ("bir", "iki", "üç")
+  slot_names = {"place": "yeri", "date": "tarihi", "qty": "sayıyı", "org": "kurumu"}
+  polite = ("Tabii ki!", "Elbette!", "Seve seve!")
+  filler = ("Bu gerçekten çok ilginç bir haber.", "Bu konuda çok daha fazla şey söylenebilir.",
+            "Sonuç olarak bu önemli bir konu.")
+  background = ("Mahalle sakinleri haberi sevinçle karşıladı.", "Planlama iki yıl sürdü.",
+                "Yeni adımlar planlanıyor.", "Belediye meclisi fikri destekledi.", "O gün hava güzeldi.",
+                "Birçok gönüllü yardım etti.")
+  and_word = "ve"
+
+  def date(self, day: int, month: int, year: int) -> str:
+    return f"{day} {self.months[month - 1]} {year}"
+
+  def loc(self, place: Place) -> str:
+    return place.native or locative(place.nominative)
+
+  def lead(self, s: Slots, variant: int) -> str:
+    place, obj = opt(" ", s.place and self.loc(s.place)), self.noun(s.kind, s.qty)
+    v = self.verb(s.kind, s.gender)
+    who = f"{opt('', s.org, ' yöneticisi ')}{s.actor}"
+    if variant == 1 and s.date is not None:
+      return f"{s.date} tarihinde {who}{place} {obj} {v}."
+    return f"{who}{opt(', ', s.date, ' tarihinde')}{place} {obj} {v}."
+
+  def follow(self, slot: str, s: Slots) -> str:
+    if slot == "org":
+      return f"{s.actor}, {s.org} şirketinde çalışıyor."
+    if slot == "date":
+      return f"Bu olay {s.date} tarihinde gerçekleşti."
+    if slot == "place":
+      return f"Proje {self.loc(s.place)} bulunuyor."
+    return f"Toplamda {self.noun(s.kind, s.qty)} söz konusu."
+
+  def distractor(self, template: int, d: Slots) -> str:
+    if template == 0:
+      return f"{d.date} tarihinde {d.org} yöneticisi {d.actor}, {self.loc(d.place)} benzer bir proje duyurmuştu."
+    if template == 1:
+      return f"{d.actor} tarafından {self.loc(d.place)} yapılan benzer bir projede {self.noun(d.kind, d.qty)} vardı."
+    return f"{d.org} yöneticisi {d.actor} planı eleştirdi."
+
+  def instruction(self) -> str:
+    return "Aşağıdaki metni Türkçe olarak tek cümleyle özetle:"
+
+  def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
+    a, b = (self.slot_names[x] for x in ask)
+    text = (f"Konu: {actor}. {a.capitalize()} ve {b} söyle, ayrıca sonraki planlardan "
+            f"{self.count_words[k - 1]} tanesini say. Türkçe cevap ver.")
+    return text + (" Lütfen kibar ol." if polite else "")
+
+  def plans(self, items: list[str]) -> str:
+    return f"Sonraki planlar: {self.join(items)}."
+
+  def alt_plans(self, actor: str, items: list[str]) -> str:
+    return f"{actor} ise başka konular öneriyor: {self.join(items)}."

@@ -1,0 +1,89 @@
+"""Vietnamese: names as family + middle + given name (middle "Thị" for women, "Văn" for men), numeric
+months ("ngày 12 tháng 3 năm 2021"), classifiers on counted nouns ("1.200 cuốn sách"), thousands grouped
+with a dot, full diacritics in precomposed (NFC) form."""
+
+from __future__ import annotations
+
+from xlra.data.testbed.langs.base import Event, Language, Place, Slots, opt
+
+
+class Vietnamese(Language):
+  code = "vi"
+  english_name = "Vietnamese"
+  # Given names; the family name comes from `last_names`, the middle name from the gender.
+  first_names = (("Lan", "f"), ("Hoa", "f"), ("Mai", "f"), ("Hương", "f"), ("Linh", "f"), ("Trang", "f"),
+                 ("Thảo", "f"), ("Hạnh", "f"), ("Yến", "f"), ("Nhung", "f"), ("Phương", "f"), ("Vân", "f"),
+                 ("Minh", "m"), ("Hùng", "m"), ("Dũng", "m"), ("Tuấn", "m"), ("Hiếu", "m"), ("Hải", "m"),
+                 ("Quang", "m"), ("Sơn", "m"), ("Phúc", "m"), ("Khoa", "m"), ("Thắng", "m"), ("Toàn", "m"))
+  last_names = tuple((n, n) for n in (
+      "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ", "Ngô",
+      "Dương", "Lý", "Đinh", "Lương", "Trịnh", "Mạc"))
+  cities = tuple((c, c) for c in (
+      "Hà Nội", "Hải Phòng", "Đà Nẵng", "Huế", "Cần Thơ", "Nha Trang", "Đà Lạt", "Vinh", "Quy Nhơn", "Hạ Long",
+      "Buôn Ma Thuột", "Vũng Tàu", "Biên Hòa", "Thái Nguyên", "Pleiku", "Hội An", "Sa Pa", "Cà Mau"))
+  orgs = ("Phú Thành", "Sao Mai", "Bình Minh", "Thiên Phát", "Hòa Bình", "Đại Việt", "Sông Hồng", "Trường Sơn",
+          "Kim Cương", "Ánh Dương", "Tân Tiến", "Hưng Thịnh")
+  months = tuple(str(m) for m in range(1, 13))
+  events = (Event("trồng", "{n} cây xanh", "cây xanh"), Event("tặng", "{n} cuốn sách", "sách"),
+            Event("xây", "{n} căn hộ", "căn hộ"), Event("tạo ra", "{n} việc làm", "việc làm"),
+            Event("phát", "{n} suất ăn", "suất ăn"), Event("bán", "{n} vé", "vé"))
+  topics = ("trường học", "công viên", "đường sá", "thư viện", "bệnh viện", "cầu", "thể thao", "văn hóa",
+            "năng lượng", "nước sạch", "giao thông", "nhà trẻ")
+  count_words = ("một", "hai", "ba")
+  slot_names = {"place": "địa điểm", "date": "ngày", "qty": "số lượng", "org": "tổ chức"}
+  polite = ("Dạ, vâng ạ!", "Dạ, rất sẵn lòng!", "Dạ, tất nhiên rồi!")
+  filler = ("Đây thực sự là một tin rất thú vị.", "Về chuyện này còn có thể nói nhiều hơn nữa.",
+            "Nói chung, đây là một chủ đề quan trọng.")
+  background = ("Người dân địa phương hoan nghênh tin này.", "Việc chuẩn bị kéo dài hai năm.",
+                "Các bước tiếp theo đang được lên kế hoạch.", "Hội đồng thành phố ủng hộ ý tưởng này.",
+                "Hôm đó thời tiết đẹp.", "Nhiều tình nguyện viên đã giúp đỡ.")
+  and_word = "và"
+
+  def person(self, first: int, last: int) -> tuple[str, str]:
+    name, gender = self.first_names[first]
+    return f"{self.last_names[last][0]} {'Văn' if gender == 'm' else 'Thị'} {name}", gender
+
+  def date(self, day: int, month: int, year: int) -> str:
+    return f"{day} tháng {month} năm {year}"
+
+  def loc(self, place: Place) -> str:
+    return f"tại {place.nominative}"
+
+  def lead(self, s: Slots, variant: int) -> str:
+    v, place, obj = self.verb(s.kind, s.gender), opt(" ", s.place and self.loc(s.place)), self.noun(s.kind, s.qty)
+    org = opt(" của công ty ", s.org)
+    if variant == 1 and s.date is not None:
+      return f"Ngày {s.date}, {s.actor}{org} đã {v} {obj}{place}."
+    return f"{s.actor}{org} đã {v} {obj}{place}{opt(' vào ngày ', s.date)}."
+
+  def follow(self, slot: str, s: Slots) -> str:
+    if slot == "org":
+      return f"{s.actor} làm việc cho công ty {s.org}."
+    if slot == "date":
+      return f"Sự kiện diễn ra vào ngày {s.date}."
+    if slot == "place":
+      return f"Dự án nằm {self.loc(s.place)}."
+    return f"Tổng cộng có {self.noun(s.kind, s.qty)}."
+
+  def distractor(self, template: int, d: Slots) -> str:
+    if template == 0:
+      return (f"Ngày {d.date}, {d.actor} của công ty {d.org} đã công bố một dự án tương tự "
+              f"{self.loc(d.place)}.")
+    if template == 1:
+      return f"Một dự án tương tự của {d.actor} {self.loc(d.place)} có {self.noun(d.kind, d.qty)}."
+    return f"{d.actor} của công ty {d.org} đã phê phán kế hoạch này."
+
+  def instruction(self) -> str:
+    return "Hãy tóm tắt văn bản sau bằng tiếng Việt trong một câu:"
+
+  def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
+    a, b = (self.slot_names[x] for x in ask)
+    text = (f"Về {actor}: hãy cho biết {a} và {b}, và nêu {self.count_words[k - 1]} kế hoạch tiếp theo. "
+            f"Trả lời bằng tiếng Việt.")
+    return text + (" Xin hãy trả lời lịch sự." if polite else "")
+
+  def plans(self, items: list[str]) -> str:
+    return f"Kế hoạch tiếp theo: {self.join(items)}."
+
+  def alt_plans(self, actor: str, items: list[str]) -> str:
+    return f"Còn {actor} thì đề xuất các chủ đề khác: {self.join(items)}."

@@ -1,0 +1,135 @@
+"""Splits of the testbed per language and task, each from its own named random stream, so any split
+regenerates byte-identically from (seed, language, split, task) alone and a split of n examples is a
+prefix of the same split with more.
+
+  base      raw text for the base LM and the tokenizer: articles and dialog contexts, no instructions
+  sft       prompt + reference
+  rm_train  prompts with preference pairs (and one pointwise-labelled candidate each), labelled by the
+  rm_val    simulated annotators of that language
+  rl        prompts for PPO
+  eval      prompts for win rates
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from xlra.data.testbed import corruptions, tasks
+from xlra.data.testbed.annotators import Annotator
+from xlra.data.testbed.quality import quality
+from xlra.data.testbed.seeding import Stream
+from xlra.data.testbed.tasks import Example
+
+SPLITS = ("base", "sft", "rm_train", "rm_val", "rl", "eval")
+PREFERENCE_SPLITS = ("rm_train", "rm_val")
+_MAX_TRIES = 20  # draws to find a second candidate that differs from the first
+
+
+def generate_split(lang: str, task: str, split: str, n: int, seed: int) -> list[Example]:
+  """n examples; ids are "{lang}-{task}-{split}-{index:06d}"."""
+  if split not in SPLITS:
+    raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+  rng = Stream(seed, lang, split, task)
+  return [tasks.generate(task, lang, rng, f"{lang}-{task}-{split}-{i:06d}") for i in range(n)]
+
+
+def base_corpus(lang: str, tasks_: tuple[str, ...], n: int, seed: int) -> list[str]:
+  """n documents per task: the article or dialog context, without the instruction or the request."""
+  docs = []
+  for task in tasks_:
+    for ex in generate_split(lang, task, "base", n, seed):
+      body = ex.prompt.split("\n", 1)[1] if task == "summarize" else ex.prompt.rsplit("\n", 1)[0]
+      docs.append(body)
+  return docs
+
+
+def preference_pairs(examples: list[Example], annotator: Annotator, seed: int, pairs_per_prompt: int = 1,
+                     p_clean: float = 0.25, max_corruptions: int = 3) -> list[dict]:
+  """Two distinct candidates per pair, ordered by one simulated annotator's judgement. Each record keeps
+  both q values, the corruptions applied and the specs (to translate the pair later)."""
+  out = []
+  for ex in examples:
+    for j in range(pairs_per_prompt):
+      rng = Stream(seed, "pairs", ex.id, j)
+      a = corruptions.sample_candidate(ex, rng, p_clean, max_corruptions)
+      for _ in range(_MAX_TRIES):
+        b = corruptions.sample_candidate(ex, rng, p_clean, max_corruptions)
+        if b[0] != a[0]:
+          break
+      qa, qb = quality(ex, a[0]), quality(ex, b[0])
+      chosen, rejected, qc, qr = (a, b, qa, qb) if annotator.prefers_first(ex, a[0], b[0], qa, qb) else (b, a, qb, qa)
+      out.append({"id": f"{ex.id}-pair{j}", "example_id": ex.id, "lang": ex.lang, "task": ex.task,
+                  "prompt": ex.prompt, "chosen": chosen[0], "rejected": rejected[0], "q_chosen": qc,
+                  "q_rejected": qr, "chosen_kinds": chosen[2], "rejected_kinds": rejected[2],
+                  "chosen_spec": chosen[1], "rejected_spec": rejected[1]})
+  return out
+
+
+def pointwise_examples(examples: list[Example], annotator: Annotator, seed: int, p_clean: float = 0.4,
+                       max_corruptions: int = 3) -> list[dict]:
+  """One candidate per prompt with a noisy good/bad label (Seahorse-like). More clean candidates than
+  in pairs, so that "good" is not rare."""
+  out = []
+  for ex in examples:
+    rng = Stream(seed, "pointwise", ex.id)
+    text, spec, kinds = corruptions.sample_candidate(ex, rng, p_clean, max_corruptions)
+    q = quality(ex, text)
+    out.append({"id": f"{ex.id}-point", "example_id": ex.id, "lang": ex.lang, "task": ex.task, "prompt": ex.prompt,
+                "output": text, "label": annotator.label(ex, text, q), "q": q, "kinds": kinds, "spec": spec})
+  return out
+
+
+@dataclasses.dataclass
+class Testbed:
+  """All splits in memory. Keys are (split, lang, task); `base` is keyed by language."""
+  examples: dict[tuple[str, str, str], list[Example]]
+  pairs: dict[tuple[str, str, str], list[dict]]
+  pointwise: dict[tuple[str, str, str], list[dict]]
+  base: dict[str, list[str]]
+  languages: tuple[str, ...]
+  tasks: tuple[str, ...]
+
+  def get(self, split: str, lang: str, task: str | None = None) -> list[Example]:
+    """Examples of one split and language; task None: all tasks, interleaved (one of each in turn)."""
+    return self._collect(self.examples, split, lang, task)
+
+  def get_pairs(self, split: str, lang: str, task: str | None = None) -> list[dict]:
+    return self._collect(self.pairs, split, lang, task)
+
+  def get_pointwise(self, split: str, lang: str, task: str | None = None) -> list[dict]:
+    return self._collect(self.pointwise, split, lang, task)
+
+  def _collect(self, table: dict, split: str, lang: str, task: str | None) -> list:
+    names = self.tasks if task is None else (task,)
+    for t in names:
+      if (split, lang, t) not in table:
+        raise KeyError(f"no {split!r} split for language {lang!r}, task {t!r}; built: {sorted(table)[:6]} ...")
+    lists = [table[(split, lang, t)] for t in names]
+    out = [x for group in zip(*lists) for x in group]
+    for rest in lists:  # the tails when the tasks have different sizes
+      out += rest[min(len(x) for x in lists):]
+    return out
+
+  def index(self) -> dict[str, Example]:
+    """id -> Example over every split (pair and pointwise records refer to examples by id)."""
+    return {ex.id: ex for exs in self.examples.values() for ex in exs}
+
+
+def build(config) -> Testbed:
+  """Generates every split named in `config.sizes` (see configs/data.py) for each language and task."""
+  annotator = Annotator(temperature=config.annotator.temperature, threshold=config.annotator.threshold,
+                        pointwise_temperature=config.annotator.pointwise_temperature,
+                        biases={k: dict(v) for k, v in config.annotator.biases.items()}, seed=config.annotator.seed)
+  examples, pairs, points, base = {}, {}, {}, {}
+  for lang in config.languages:
+    base[lang] = base_corpus(lang, tuple(config.tasks), config.sizes.base, config.seed)
+    for task in config.tasks:
+      for split in SPLITS[1:]:
+        exs = generate_split(lang, task, split, getattr(config.sizes, split), config.seed)
+        examples[(split, lang, task)] = exs
+        if split in PREFERENCE_SPLITS:
+          pairs[(split, lang, task)] = preference_pairs(
+              exs, annotator, config.seed, config.candidates.pairs_per_prompt, config.candidates.p_clean,
+              config.candidates.max_corruptions)
+          points[(split, lang, task)] = pointwise_examples(exs, annotator, config.seed)
+  return Testbed(examples, pairs, points, base, tuple(config.languages), tuple(config.tasks))
