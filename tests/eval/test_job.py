@@ -146,3 +146,23 @@ def test_command_line(inputs):
   assert proc.returncode == 0, proc.stderr[-3000:]
   summary = json.load(open(os.path.join(workdir, "summary.json")))
   assert summary["systems"]["ppo"]["overall"]["win_rate"] == pytest.approx(7.5 / 12)
+
+
+def test_testbed_oracle_job(tmp_path):
+  testbed = pytest.importorskip("xlra.data.testbed")
+  exs = [ex for lang in ("en", "vi") for task in testbed.TASKS for ex in testbed.generate_split(lang, task, "eval", 3, 0)]
+  row = lambda ex, out: {"id": ex.id, "lang": ex.lang, "task": ex.task, "prompt": ex.prompt, "output": out}
+  c = eval_config.get_config("oracle")
+  c.examples = _write(tmp_path / "examples.jsonl", [ex.to_dict() for ex in exs])
+  # Baseline: the reference with its last word dropped every second example, else the reference itself.
+  c.baseline.outputs = _write(tmp_path / "sft.jsonl", [row(ex, ex.reference.rsplit(" ", 1)[0] if i % 2 else
+                                                           ex.reference) for i, ex in enumerate(exs)])
+  c.system_outputs = "ref=" + _write(tmp_path / "ref.jsonl", [row(ex, ex.reference) for ex in exs])
+  c.winrate.n_boot = 200
+  job.run(c, str(tmp_path / "work"))
+  s = json.load(open(tmp_path / "work" / "summary.json"))["systems"]["ref"]
+  q = [testbed.quality(ex, ex.reference) - testbed.quality(ex, ex.reference.rsplit(" ", 1)[0]) for ex in exs[1::2]]
+  # Independent count from q itself: wins where the truncation lowered q, losses where it raised it.
+  wins, losses = sum(d > 1e-9 for d in q), sum(d < -1e-9 for d in q)
+  assert (s["overall"]["wins"], s["overall"]["losses"], s["overall"]["n"]) == (wins, losses, len(exs))
+  assert wins > 0 and set(s["per_lang"]) == {"en", "vi"}

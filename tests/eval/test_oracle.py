@@ -25,13 +25,13 @@ def test_injected_quality_gives_win_loss_tie():
 
 
 def test_testbed_quality_prefers_the_reference():
-  tasks = pytest.importorskip("xlra.data.testbed.tasks")
-  seeding = pytest.importorskip("xlra.data.testbed.seeding")
+  testbed = pytest.importorskip("xlra.data.testbed")
   judge = OracleJudge()  # the testbed's q, imported lazily
   reqs = []
-  for task in tasks.TASKS:
+  for task in testbed.TASKS:
     for lang in ("en", "de"):
-      ex = tasks.generate(task, lang, seeding.Stream("oracle-test", task, lang), f"{task}-{lang}")
-      reqs.append(base.Judgement(ex.prompt, ex.reference, "ok ok ok ok", lang=lang, task=task, example=ex.to_dict()))
-      reqs.append(base.Judgement(ex.prompt, ex.reference, ex.reference, lang=lang, task=task, example=ex))
-  assert [r.p_a for r in judge.judge(reqs)] == [1.0, 0.5] * 4
+      for ex in testbed.generate_split(lang, task, "eval", 2, seed=0):
+        # Examples as objects and as the dicts an examples JSONL holds.
+        reqs.append(base.Judgement(ex.prompt, ex.reference, "ok ok ok ok", lang, task, example=ex.to_dict()))
+        reqs.append(base.Judgement(ex.prompt, ex.reference, ex.reference, lang, task, example=ex))
+  assert [r.p_a for r in judge.judge(reqs)] == [1.0, 0.5] * 8

@@ -12,8 +12,7 @@ QualityFn = Callable[[Any, str], float]
 
 def testbed_quality() -> QualityFn:
   """The testbed's q, imported on first use (the judges package must not pull the testbed in)."""
-  from xlra.data.testbed.quality import quality
-  from xlra.data.testbed.tasks import Example
+  from xlra.data.testbed import Example, quality
 
   def q(example: Any, output: str) -> float:
     if isinstance(example, dict):  # an example read back from JSONL (Example.to_dict)
