@@ -55,6 +55,6 @@ def get_config(arg: str = "oracle") -> ml_collections.ConfigDict:
   c.judge2 = judge("none")  # optional second judge: its agreement with the first is reported
   c.winrate = ml_collections.ConfigDict({"mode": "hard", "level": 0.95, "n_boot": 10_000, "seed": 0})
   c.generation = ml_collections.ConfigDict({"max_new_tokens": 128, "temperature": 0.0, "batch_size": 16,
-                                            "seed": 0, "max_prompt_len": 1024, "prompt_format": "auto"})
+                                            "seed": 0, "max_prompt_len": 1024})
   c.chunk = 256  # requests per judge call (progress is logged per chunk)
   return c

@@ -1,0 +1,60 @@
+"""Outputs of a policy checkpoint on the evaluation prompts, for systems the eval job gets as checkpoints.
+
+Prompts are encoded exactly as for training and sampling (xlra.data.tokenizer.encode_prompt: the chat
+template when the tokenizer has one), generated with the jitted KV-cache sampler, cut at EOS and
+decoded. Each prompt's randomness is named by its row index (xlra.sampling.sampler), so the outputs do
+not depend on the batch size.
+"""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+from absl import logging
+from flax import nnx
+
+from xlra import files
+
+PROMPT_FIELDS = ("id", "prompt", "lang")
+
+
+def read_prompts(path: str, default_task: str) -> list[dict]:
+  """Rows {"id", "prompt", "lang"[, "task"]} of a prompts JSONL; raises naming the file and row."""
+  if not path:
+    raise ValueError("config.prompts is empty: a system given as a checkpoint is generated on that prompt set")
+  rows = []
+  for i, row in enumerate(files.read_jsonl(path), 1):
+    missing = [k for k in PROMPT_FIELDS if not isinstance(row.get(k), str)]
+    if missing:
+      raise ValueError(f"{path}: row {i} lacks string field(s) {missing} (needs {PROMPT_FIELDS}, optional 'task')")
+    rows.append({k: row[k] for k in PROMPT_FIELDS} | {"task": row.get("task") or default_task})
+  return rows
+
+
+def generate_outputs(system: ml_collections.ConfigDict, config: ml_collections.ConfigDict, path: str) -> None:
+  """Write `path` (JSONL id, prompt, output, lang, task) with the checkpoint's outputs on config.prompts."""
+  if system.checkpoint_format != "hf":
+    raise NotImplementedError(f"checkpoint_format={system.checkpoint_format!r}: the eval job reads Hugging Face "
+                              "directories; export an xlra checkpoint with xlra.models.hf.save_hf first")
+  from xlra.data.tokenizer import decode_response, encode_prompt, load_tokenizer
+  from xlra.models.hf import load_hf
+  from xlra.sampling.sampler import Sampler, SamplingConfig
+
+  gc = config.generation
+  rows = read_prompts(config.prompts, config.task)
+  tok = load_tokenizer(system.checkpoint)
+  model = load_hf(system.checkpoint)
+  graphdef, params = nnx.split(model)
+  sampler = Sampler(graphdef, SamplingConfig(max_new_tokens=gc.max_new_tokens, eos_id=tok.eos_token_id,
+                                             pad_id=tok.pad_token_id, temperature=gc.temperature,
+                                             max_prompt_len=gc.max_prompt_len))
+  rng = jax.random.key(gc.seed)
+  out = []
+  for start in range(0, len(rows), gc.batch_size):
+    batch = rows[start:start + gc.batch_size]
+    ids = [encode_prompt(tok, r["prompt"]) for r in batch]
+    sample = sampler(params, ids, rng, prompt_ids=list(range(start, start + len(batch))))
+    for k, r in enumerate(batch):
+      out.append({**r, "output": decode_response(tok, sample.response(k))})
+    logging.info("eval: generated %d/%d outputs of %s", len(out), len(rows), system.checkpoint)
+  files.write_jsonl(path, out)
