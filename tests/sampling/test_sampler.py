@@ -1,0 +1,197 @@
+"""Sampler: cached decode vs full forward, greedy vs transformers `generate`, filters, compilations, sharding.
+
+Models are tiny random Hugging Face checkpoints (tests/models/hf_testing.py) read through load_hf, so the
+PyTorch model is an independent reference for the greedy test.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import transformers as tf
+from flax import nnx
+from models.hf_testing import CASES, VOCAB, hf_model
+
+from xlra.models.hf import load_hf
+from xlra.parallel.mesh import make_mesh
+from xlra.sampling.sampler import Sampler, SamplingConfig, decode_logits, filter_logits, choose, prefill
+
+PROMPTS = [[5, 17, 9, 33, 2, 71, 40], [61, 8, 3], [12, 44, 90, 7, 7, 29, 50, 81, 3, 64, 22]]
+
+
+@pytest.fixture(scope="module")
+def one_device():
+  return make_mesh({"data": 1}, jax.devices()[:1])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+  """family -> (torch model, our Transformer loaded from its saved checkpoint)."""
+  out = {}
+  for family in CASES:
+    ref = hf_model(family)
+    path = str(tmp_path_factory.mktemp(family))
+    ref.save_pretrained(path)
+    out[family] = (ref, load_hf(path))
+  return out
+
+
+def _left_padded(rows, width):
+  tokens = np.zeros((len(rows), width), np.int32)
+  mask = np.zeros((len(rows), width), bool)
+  for i, r in enumerate(rows):
+    tokens[i, width - len(r):], mask[i, width - len(r):] = r, True
+  return tokens, mask
+
+
+def _jitted(model):
+  """Jitted (full forward, prefill, decode step) of one model: eager op-by-op dispatch is slow here."""
+  graphdef, state = nnx.split(model)
+  full = jax.jit(lambda s, t, m: nnx.merge(graphdef, s)(t, mask=m))
+  pre = jax.jit(lambda s, t, m, n: prefill(nnx.merge(graphdef, s), t, m, n), static_argnums=3)
+  step = jax.jit(lambda s, c, t, p, v: decode_logits(nnx.merge(graphdef, s), c, t, p, v))
+  return state, full, pre, step
+
+
+@pytest.mark.parametrize("family", list(CASES))
+def test_cached_decode_logits_equal_full_forward(models, family):
+  """Prefill a left-padded batch, then decode token by token; every step's logits must equal the
+  uncached forward pass over the whole left-padded sequence (positions from the mask) at that slot."""
+  state, full_fn, prefill_fn, step_fn = _jitted(models[family][1])
+  steps, width = 6, 12  # sliding windows are 4: the decode runs past them
+  cont = np.random.default_rng(1).integers(1, VOCAB, (len(PROMPTS), steps)).astype(np.int32)
+  tokens, mask = _left_padded(PROMPTS, width)
+  logits, cache = prefill_fn(state, tokens, mask, width + steps)
+  full_tokens = np.concatenate([tokens, cont], axis=1)
+  full_mask = np.concatenate([mask, np.ones_like(cont, bool)], axis=1)
+  full = np.asarray(full_fn(state, full_tokens, full_mask))
+  np.testing.assert_allclose(np.asarray(logits), full[:, width - 1], atol=1e-5, rtol=0)
+  pos = mask.sum(1)
+  for t in range(steps):
+    logits, cache = step_fn(state, cache, cont[:, t], pos + t, np.ones(len(PROMPTS), bool))
+    np.testing.assert_allclose(np.asarray(logits), full[:, width + t], atol=1e-5, rtol=0, err_msg=f"step {t}")
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2", "gemma3"])
+def test_greedy_equals_transformers_generate(models, family, one_device):
+  """Greedy tokens (with EOS and an extra stop id ending rows early) equal HF `generate` on left-padded
+  prompts; log-probs equal the log-softmax of HF's scores at those tokens."""
+  ref, model = models[family]
+  steps = 10
+  graphdef, params = nnx.split(model)
+  # Stop tokens: ones the unconstrained greedy run emits mid-way, so rows really stop early.
+  tokens, mask = _left_padded(PROMPTS, 11)
+  with torch.no_grad():
+    free = ref.generate(torch.from_numpy(tokens).long(), attention_mask=torch.from_numpy(mask).long(),
+                        max_new_tokens=steps, do_sample=False, pad_token_id=0, eos_token_id=None)[:, 11:].numpy()
+  eos, stop = int(free[0, 3]), int(free[1, 5])
+  with torch.no_grad():
+    out = ref.generate(torch.from_numpy(tokens).long(), attention_mask=torch.from_numpy(mask).long(),
+                       max_new_tokens=steps, do_sample=False, pad_token_id=0, eos_token_id=[eos, stop],
+                       output_scores=True, return_dict_in_generate=True)
+  hf_tokens = out.sequences[:, 11:].numpy()
+  hf_logp = torch.stack(out.scores, 1).log_softmax(-1).numpy()
+
+  sampler = Sampler(graphdef, SamplingConfig(max_new_tokens=steps, eos_id=eos, stop_ids=(stop,), pad_id=0,
+                                             temperature=0.0, min_prompt_bucket=16), one_device)
+  got = sampler(params, PROMPTS, jax.random.key(0))
+  ours = np.zeros((len(PROMPTS), steps), np.int32)
+  ours[:, : hf_tokens.shape[1]] = hf_tokens  # HF stops once every row has; the rest is padding
+  np.testing.assert_array_equal(got.tokens, ours)
+  for r in range(len(PROMPTS)):
+    n = got.lengths[r]
+    assert got.stopped[r] == (n < steps or ours[r, n - 1] in (eos, stop))
+    assert (ours[r, n:] == 0).all() and n >= 1
+    np.testing.assert_allclose(got.logprobs[r, :n], hf_logp[r, np.arange(n), ours[r, :n]], atol=1e-4)
+    assert (got.logprobs[r, n:] == 0).all()
+
+
+def test_sampled_logprobs_are_the_unfiltered_tempered_distribution(models, one_device):
+  """With temperature, top-k and top-p: each log-prob is log_softmax(logits / T) of a full forward pass
+  over prompt + response at that token (unfiltered), and each drawn token survives the filters."""
+  _, model = models["llama"]
+  graphdef, params = nnx.split(model)
+  cfg = SamplingConfig(max_new_tokens=8, eos_id=95, pad_id=0, temperature=0.7, top_k=12, top_p=0.8)
+  got = Sampler(graphdef, cfg, one_device)(params, PROMPTS, jax.random.key(3), num_samples=2)
+  state, full_fn, _, _ = _jitted(model)
+  rows = [PROMPTS[r // 2] + got.response(r) for r in range(len(got.tokens))]
+  width = max(map(len, rows))
+  tokens, mask = _left_padded(rows, width)
+  logits = np.asarray(full_fn(state, tokens, mask)) / cfg.temperature
+  for r, row in enumerate(rows):
+    n = got.lengths[r]
+    pred = logits[r, width - n - 1: width - 1]  # the slots that predict each response token
+    resp = np.asarray(row[-n:])
+    logp = np.asarray(jax.nn.log_softmax(pred, axis=-1))
+    np.testing.assert_allclose(got.logprobs[r, :n], logp[np.arange(n), resp], atol=1e-5)
+    kept = np.isfinite(np.asarray(filter_logits(jnp.asarray(pred), cfg.top_k, cfg.top_p)))
+    assert kept[np.arange(n), resp].all()
+
+
+def test_filters_match_transformers_warpers():
+  logits = jax.random.normal(jax.random.key(0), (6, 50)) * 3
+  for k, p in [(5, 1.0), (0, 0.7), (10, 0.5), (0, 0.99)]:
+    ref = torch.tensor(np.asarray(logits))
+    if k:
+      ref = tf.TopKLogitsWarper(k)(None, ref)
+    if p < 1:
+      ref = tf.TopPLogitsWarper(p)(None, ref)
+    ours = np.asarray(filter_logits(logits, k, p))
+    np.testing.assert_array_equal(np.isfinite(ours), np.isfinite(ref.numpy()), err_msg=f"top_k={k} top_p={p}")
+
+
+def test_draw_frequencies_follow_the_filtered_distribution():
+  """20k draws from one row: empirical frequencies within 4 sigma of softmax(filtered logits / T)."""
+  logits = jnp.asarray([[2.0, 1.5, 1.0, 0.3, -0.5, -2.0]])
+  cfg = SamplingConfig(max_new_tokens=1, eos_id=7, pad_id=8, temperature=0.8, top_p=0.9)
+  n = 20_000
+  keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(n))
+  tokens, _ = choose(jnp.repeat(logits, n, axis=0), keys, jnp.zeros((), jnp.int32), cfg)
+  scaled = np.asarray(logits[0]) / 0.8
+  probs = np.exp(scaled - scaled.max())
+  probs /= probs.sum()
+  keep = np.cumsum(probs) - probs < 0.9  # sorted already (descending logits)
+  expected = np.where(keep, probs, 0) / probs[keep].sum()
+  freq = np.bincount(np.asarray(tokens), minlength=6) / n
+  assert np.all(np.abs(freq - expected) <= 4 * np.sqrt(expected * (1 - expected) / n) + 1e-12), (freq, expected)
+
+
+def test_compilations_bounded_across_prompt_lengths_and_batch_sizes(models, one_device):
+  _, model = models["llama"]
+  graphdef, params = nnx.split(model)
+  sampler = Sampler(graphdef, SamplingConfig(max_new_tokens=3, eos_id=95, pad_id=0), one_device)
+  rng = np.random.default_rng(0)
+  # (batch, prompt length): buckets (4, 32) x2, (8, 32) x2, (8, 64) x2 -> three programs
+  for b, length in [(3, 3), (4, 30), (7, 32), (8, 17), (5, 40), (6, 64)]:
+    prompts = [rng.integers(1, VOCAB, length).tolist() for _ in range(b)]
+    out = sampler(params, prompts, jax.random.key(0))
+    assert out.tokens.shape == (b, 3)
+  assert sampler.trace_count == 3
+
+
+def test_sharded_sampling_equals_one_device(models, one_device):
+  """Batch over (data, fsdp) and heads over tensor on 8 devices gives the one-device samples."""
+  _, model = models["llama"]
+  graphdef, params = nnx.split(model)
+  cfg = SamplingConfig(max_new_tokens=6, eos_id=95, pad_id=0, temperature=1.0)
+  mesh = make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+  a = Sampler(graphdef, cfg, one_device)(params, PROMPTS, jax.random.key(7), num_samples=3)
+  b = Sampler(graphdef, cfg, mesh)(params, PROMPTS, jax.random.key(7), num_samples=3)
+  np.testing.assert_array_equal(a.tokens, b.tokens)
+  np.testing.assert_array_equal(a.lengths, b.lengths)
+  np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
+def test_bad_input_raises_early(models, one_device):
+  _, model = models["llama"]
+  graphdef, params = nnx.split(model)
+  sampler = Sampler(graphdef, SamplingConfig(max_new_tokens=2, eos_id=95, pad_id=0, max_prompt_len=32), one_device)
+  with pytest.raises(ValueError, match=r"prompts\[1\] is empty"):
+    sampler(params, [[3], []], jax.random.key(0))
+  with pytest.raises(ValueError, match="max_prompt_len"):
+    sampler(params, [[3] * 40], jax.random.key(0))
+  with pytest.raises(ValueError, match="pad_id"):
+    SamplingConfig(max_new_tokens=2, eos_id=0, pad_id=0)
