@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding, SingleDeviceSharding
 from safetensors import safe_open
 
 from xlra.models.config import ModelConfig
@@ -277,12 +278,18 @@ def _language_prefix(names: Mapping[str, Any], path: str) -> str:
                    f"Gemma 3 multimodal language_model prefixes)")
 
 
-def _default_shardings(mesh, rules) -> Callable[[tuple[str, ...] | None], Any]:
-  from jax.sharding import NamedSharding
+def param_sharding_fn(mesh=None, rules: Mapping[str, Any] | None = None) -> Callable[[nnx.Variable], Any]:
+  """var -> its Sharding: NamedSharding(mesh, rules on the var's `axes` metadata), or the first local device.
 
+  rules default to xlra.parallel.mesh.RULES. Shared by load_hf and checkpoint_io.load_model.
+  """
+  if mesh is None:
+    device = SingleDeviceSharding(jax.local_devices()[0])
+    return lambda var: device
   from xlra.parallel.mesh import RULES, logical_spec
 
-  return lambda axes: NamedSharding(mesh, logical_spec(axes, RULES if rules is None else rules))
+  rules = RULES if rules is None else rules
+  return lambda var: NamedSharding(mesh, logical_spec(var.get_metadata().get("axes"), rules))
 
 
 def load_hf(path: str, dtype: str = "float32", *, compute_dtype: str | None = None, mesh=None,
@@ -291,13 +298,13 @@ def load_hf(path: str, dtype: str = "float32", *, compute_dtype: str | None = No
 
   dtype: parameter dtype the weights are cast to (on the host, tensor by tensor); compute_dtype defaults
   to it. mesh/rules: place each tensor on NamedSharding(mesh, rules applied to the param's `axes`)
-  (rules default to xlra.parallel.mesh.RULES); without a mesh, tensors go to the default device.
+  (rules default to xlra.parallel.mesh.RULES); without a mesh, tensors go to the first local device.
   """
   with open(os.path.join(path, "config.json")) as fh:
     cfg = config_from_hf(json.load(fh)).replace(param_dtype=jnp.dtype(dtype).name,
                                                 dtype=jnp.dtype(compute_dtype or dtype).name)
   model = nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0)))
-  sharding_of = _default_shardings(mesh, rules) if mesh is not None else None
+  sharding_of = param_sharding_fn(mesh, rules)
   np_dtype = np.dtype(jnp.dtype(dtype))
   with contextlib.ExitStack() as stack:
     files = _SafetensorsDir(path, stack)
@@ -318,11 +325,8 @@ def load_hf(path: str, dtype: str = "float32", *, compute_dtype: str | None = No
       var = _variable(model, t.path)
       assert tuple(var.get_value().shape) == t.shape, (t.name, var.get_value().shape, t.shape)
       arr = t.to_ours(files.read(t.name)).astype(np_dtype)
-      if sharding_of is None:
-        var.set_value(jnp.asarray(arr))
-      else:  # each device copies only its own slice of the host tensor
-        var.set_value(jax.make_array_from_callback(arr.shape, sharding_of(var.get_metadata().get("axes")),
-                                                   lambda idx, arr=arr: arr[idx]))
+      # each device copies only its own slice of this one host tensor
+      var.set_value(jax.make_array_from_callback(arr.shape, sharding_of(var), lambda idx, arr=arr: arr[idx]))
       del arr
   return model
 

@@ -1,0 +1,74 @@
+"""`xlra convert`: Hugging Face checkpoint directory <-> xlra model directory (configs/convert.py).
+
+A finished conversion is not redone (hf_to_xlra: DST/model.json exists, written last; xlra_to_hf: DST
+exists, renamed from DST.tmp once complete); delete the output to convert again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import jax
+import ml_collections
+from absl import logging
+from flax import nnx
+
+from xlra.models.checkpoint_io import load_model, save_model
+from xlra.models.hf import load_hf, save_hf
+from xlra.models.transformer import Transformer
+
+DIRECTIONS = ("hf_to_xlra", "xlra_to_hf")
+# Files of a HF directory that are not weights but belong with the model (tokenizer, generation).
+SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+              "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "generation_config.json")
+_DTYPES = ("", "float32", "bfloat16")
+
+
+def _copy_side_files(src: str, dst: str) -> list[str]:
+  copied = [f for f in SIDE_FILES if os.path.isfile(os.path.join(src, f))]
+  if jax.process_index() == 0:
+    for f in copied:
+      shutil.copyfile(os.path.join(src, f), os.path.join(dst, f))
+  return copied
+
+
+def _check(config: ml_collections.ConfigDict) -> None:
+  if config.direction not in DIRECTIONS:
+    raise ValueError(f"config.direction={config.direction!r}: choose one of {DIRECTIONS}")
+  if not config.src:
+    raise ValueError("config.src is empty: pass --config.src=DIR (the directory to convert)")
+  if not os.path.isdir(config.src):
+    raise FileNotFoundError(f"config.src={config.src!r} is not a directory")
+  if config.dtype not in _DTYPES:
+    raise ValueError(f"config.dtype={config.dtype!r}: choose one of {_DTYPES}")
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> None:
+  _check(config)
+  if config.direction == "hf_to_xlra":
+    dst = config.dst or os.path.join(workdir, "model")
+    if os.path.exists(os.path.join(dst, "model.json")):  # written last by save_model
+      logging.info("convert: %s already holds a converted model; nothing to do", dst)
+      return
+    model = load_hf(config.src, dtype=config.dtype or "float32")
+    os.makedirs(dst, exist_ok=True)
+    side = _copy_side_files(config.src, dst)
+    save_model(model, dst)
+  else:
+    dst = config.dst or os.path.join(workdir, "hf")
+    if os.path.exists(dst):  # only ever created by the rename below
+      logging.info("convert: %s already holds a Hugging Face export; nothing to do", dst)
+      return
+    model = load_model(config.src)
+    if not isinstance(model, Transformer):
+      raise ValueError(f"config.src={config.src!r} holds a scalar (reward/value) model; only language models "
+                       f"export to Hugging Face causal-LM checkpoints")
+    tmp = dst + ".tmp"
+    save_hf(model, tmp, dtype=config.dtype or None)
+    side = _copy_side_files(config.src, tmp)
+    if jax.process_index() == 0:
+      os.replace(tmp, dst)
+  n = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  logging.info("convert %s: %s -> %s (%s parameters, family %s; copied %s)", config.direction, config.src, dst,
+               f"{n:,}", model.cfg.family, side or "no tokenizer files")
