@@ -16,7 +16,7 @@ import ml_collections
 
 PRESETS = {
     # name: (base docs, sft, rm_train prompts, rm_val prompts, rl prompts, eval prompts, BPE vocab)
-    "testbed": (1000, 1000, 1000, 200, 300, 100, 1024),
+    "testbed": (1000, 1000, 1000, 200, 300, 100, 2048),
     "tiny": (40, 24, 24, 12, 8, 8, 512),
 }
 

@@ -51,6 +51,12 @@ class Annotator:
       if unknown:
         raise ValueError(f"annotator bias for {lang!r} has unknown keys {sorted(unknown)}; use length, polite")
 
+  @classmethod
+  def from_config(cls, a) -> Annotator:
+    """From configs/data.py's `annotator` block."""
+    return cls(temperature=a.temperature, threshold=a.threshold, pointwise_temperature=a.pointwise_temperature,
+               biases={k: dict(v) for k, v in a.biases.items()}, seed=a.seed)
+
   def bias(self, ex: Example, output: str) -> float:
     b = self.biases.get(ex.lang)
     if not b:

@@ -52,8 +52,8 @@ def drop(ex: Example, spec: dict, rng: Stream) -> dict | None:
 def swap(ex: Example, spec: dict, rng: Stream) -> dict | None:
   values = _distractor_values(ex)
   options = [("slot", s) for s in _stated(ex, spec) if s in values]
-  if spec["items"] and ex.world.get("alt_items"):
-    options.append(("item", None))
+  if spec["items"] and any(plan[0] == "alt" for plan in ex.world["context"]):
+    options.append(("item", None))  # the other person's topics are in the prompt
   if not options:
     return None
   what, slot = rng.choice(options)

@@ -117,9 +117,7 @@ class Testbed:
 
 def build(config) -> Testbed:
   """Generates every split named in `config.sizes` (see configs/data.py) for each language and task."""
-  annotator = Annotator(temperature=config.annotator.temperature, threshold=config.annotator.threshold,
-                        pointwise_temperature=config.annotator.pointwise_temperature,
-                        biases={k: dict(v) for k, v in config.annotator.biases.items()}, seed=config.annotator.seed)
+  annotator = Annotator.from_config(config.annotator)
   examples, pairs, points, base = {}, {}, {}, {}
   for lang in config.languages:
     base[lang] = base_corpus(lang, tuple(config.tasks), config.sizes.base, config.seed)

@@ -98,10 +98,10 @@ def render(ex: Example, spec: dict, lang: str | None = None) -> str:
 
 def _article(rng: Stream, n_distractors: int) -> list:
   """The sentence plan of a summarization article: lead first, the rest shuffled, 3-8 sentences."""
-  lead = [s for s in OPTIONAL_SLOTS if rng.random() < 0.6]
+  lead = [s for s in OPTIONAL_SLOTS if rng.random() < 0.75]
   rest = [["follow", s] for s in OPTIONAL_SLOTS if s not in lead]
   rest += [["dis", rng.integers(3), i] for i in range(n_distractors)]
-  n_bg = rng.integers(0, 3)
+  n_bg = rng.integers(0, 2)
   n_bg = min(max(n_bg, 3 - 1 - len(rest)), 8 - 1 - len(rest))
   rest += [["bg", b] for b in rng.sample(range(6), n_bg)]
   order = rng.permutation(len(rest))
@@ -160,7 +160,7 @@ def distractor_forms(w: dict, writer: Language) -> list[str]:
 
 def _summarize_world(rng: Stream, lang: str) -> dict:
   event = world.sample_event(rng, lang, [])
-  n_dis = rng.integers(1, 3)
+  n_dis = 1 if rng.random() < 0.6 else 2
   distractors = []
   for _ in range(n_dis):
     distractors.append(world.sample_event(rng, lang, [event, *distractors], kind=event["kind"]))
@@ -176,13 +176,13 @@ def _dialog_world(rng: Stream, lang: str) -> dict:
   if rng.random() < 0.5:
     distractors.append(world.sample_event(rng, lang, [event, d1]))
     alt_by = 1
-  lead = [s for s in OPTIONAL_SLOTS if rng.random() < 0.7]
+  lead = [s for s in OPTIONAL_SLOTS if rng.random() < 0.85]
   rest = [["follow", s] for s in OPTIONAL_SLOTS if s not in lead]
-  rest += [["dis", rng.integers(2), 0], ["plans"], ["alt", alt_by]]
+  rest += [["dis", rng.integers(2), 0], ["plans"]] + ([["alt", alt_by]] if rng.random() < 0.6 else [])
   context = [["lead", lead, rng.integers(2) if "date" in lead else 0]]
   context += [rest[i] for i in rng.permutation(len(rest))]
   topics = rng.permutation(12)
-  n_items = rng.integers(3, 6)
+  n_items = rng.integers(3, 5)
   items, alt_items = sorted(topics[:n_items]), sorted(topics[n_items:n_items + 2])
   k = rng.integers(1, 4)
   answer = sorted(rng.sample(items, k))

@@ -10,17 +10,15 @@ class German(Language):
   code = "de"
   english_name = "German"
   first_names = (("Anna", "f"), ("Julia", "f"), ("Lena", "f"), ("Sarah", "f"), ("Katrin", "f"), ("Sabine", "f"),
-                 ("Petra", "f"), ("Monika", "f"), ("Claudia", "f"), ("Miriam", "f"), ("Jana", "f"), ("Ute", "f"),
-                 ("Michael", "m"), ("Stefan", "m"), ("Andreas", "m"), ("Jan", "m"), ("Lukas", "m"), ("Tobias", "m"),
-                 ("Markus", "m"), ("Florian", "m"), ("Jürgen", "m"), ("Wolfgang", "m"), ("Dieter", "m"), ("Uwe", "m"))
+                 ("Petra", "f"), ("Monika", "f"), ("Michael", "m"), ("Stefan", "m"), ("Andreas", "m"), ("Jan", "m"),
+                 ("Lukas", "m"), ("Tobias", "m"), ("Markus", "m"), ("Jürgen", "m"))
   last_names = tuple((n, n) for n in (
       "Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Schulz", "Hoffmann",
-      "Koch", "Richter", "Wolf", "Schröder", "Neumann", "Schwarz", "Zimmermann", "Braun", "Krüger", "Hartmann"))
+      "Koch", "Richter"))
   cities = tuple((c, c) for c in (
       "Berlin", "Hamburg", "München", "Köln", "Leipzig", "Dresden", "Bremen", "Hannover", "Nürnberg", "Stuttgart",
-      "Freiburg", "Kiel", "Rostock", "Münster", "Augsburg", "Erfurt", "Mainz", "Bonn"))
-  orgs = ("Nordwerk", "Rheinbau", "Lindmann", "Bergstahl", "Elbtec", "Sonnhaus", "Grünfeld", "Alpenstrom",
-          "Hansakraft", "Weserland", "Isartal", "Ostwind")
+      "Kiel", "Bonn"))
+  orgs = ("Nordwerk", "Rheinbau", "Lindmann", "Bergstahl", "Elbtec", "Sonnhaus", "Grünfeld", "Ostwind")
   months = ("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober",
             "November", "Dezember")
   events = (Event("pflanzte", "{n} Bäume", "Bäume"), Event("spendete", "{n} Bücher", "Bücher"),
@@ -68,16 +66,15 @@ class German(Language):
     return f"{d.actor} von {d.org} kritisierte den Plan."
 
   def instruction(self) -> str:
-    return "Fasse den folgenden Text auf Deutsch in einem Satz zusammen:"
+    return "Fasse den folgenden Text auf Deutsch zusammen:"
 
   def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
     a, b = (self.slot_names[x] for x in ask)
-    text = (f"Zu {actor}: Nenne {a} und {b} und zähle {self.count_words[k - 1]} der nächsten Pläne auf. "
-            f"Antworte auf Deutsch.")
+    text = f"Zu {actor}: Nenne {a}, {b} und {self.count_words[k - 1]} der Pläne. Antworte auf Deutsch."
     return text + (" Bitte antworte höflich." if polite else "")
 
   def plans(self, items: list[str]) -> str:
-    return f"Nächste Pläne: {self.join(items)}."
+    return f"Pläne: {self.join(items)}."
 
   def alt_plans(self, actor: str, items: list[str]) -> str:
-    return f"{actor} schlägt dagegen andere Themen vor: {self.join(items)}."
+    return f"{actor} schlägt andere Themen vor: {self.join(items)}."

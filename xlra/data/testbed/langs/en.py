@@ -9,17 +9,15 @@ class English(Language):
   code = "en"
   english_name = "English"
   first_names = (("Emma", "f"), ("Olivia", "f"), ("Sophie", "f"), ("Grace", "f"), ("Emily", "f"), ("Hannah", "f"),
-                 ("Chloe", "f"), ("Lucy", "f"), ("Alice", "f"), ("Megan", "f"), ("Rachel", "f"), ("Holly", "f"),
-                 ("James", "m"), ("Oliver", "m"), ("Harry", "m"), ("George", "m"), ("Jack", "m"), ("Daniel", "m"),
-                 ("Samuel", "m"), ("Henry", "m"), ("Edward", "m"), ("Ryan", "m"), ("Adam", "m"), ("Nathan", "m"))
+                 ("Lucy", "f"), ("Alice", "f"), ("James", "m"), ("Oliver", "m"), ("Harry", "m"), ("George", "m"),
+                 ("Jack", "m"), ("Daniel", "m"), ("Henry", "m"), ("Adam", "m"))
   last_names = tuple((n, n) for n in (
-      "Smith", "Jones", "Taylor", "Brown", "Wilson", "Evans", "Walker", "Wright", "Roberts", "Johnson",
-      "Hughes", "Green", "Hall", "Wood", "Clarke", "Turner", "Baker", "Harris", "Cooper", "Morgan"))
+      "Smith", "Jones", "Taylor", "Brown", "Wilson", "Evans", "Walker", "Wright", "Roberts", "Hughes", "Green",
+      "Turner"))
   cities = tuple((c, c) for c in (
       "Leeds", "York", "Bristol", "Manchester", "Liverpool", "Glasgow", "Cardiff", "Oxford", "Cambridge",
-      "Norwich", "Brighton", "Sheffield", "Exeter", "Bath", "Durham", "Belfast", "Dundee", "Chester"))
-  orgs = ("Northgate", "Brightwell", "Ashford", "Redstone", "Kingsway", "Silverline", "Oakfield", "Bluewater",
-          "Harbourside", "Greenleaf", "Westbridge", "Highmoor")
+      "Norwich", "Brighton", "Exeter"))
+  orgs = ("Northgate", "Brightwell", "Ashford", "Redstone", "Kingsway", "Oakfield", "Bluewater", "Greenleaf")
   months = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
             "November", "December")
   events = (Event("planted", "{n} trees", "trees"), Event("donated", "{n} books", "books"),
@@ -69,15 +67,15 @@ class English(Language):
     return f"{d.actor} of {d.org} criticised the plan."
 
   def instruction(self) -> str:
-    return "Summarize the following text in English in one sentence:"
+    return "Summarize the following text in English:"
 
   def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
     a, b = (self.slot_names[x] for x in ask)
-    text = f"About {actor}: name {a} and {b}, and list {self.count_words[k - 1]} of the next plans. Answer in English."
+    text = f"About {actor}: give {a}, {b} and {self.count_words[k - 1]} of the plans. Answer in English."
     return text + (" Please answer politely." if polite else "")
 
   def plans(self, items: list[str]) -> str:
-    return f"Next plans: {self.join(items)}."
+    return f"Plans: {self.join(items)}."
 
   def alt_plans(self, actor: str, items: list[str]) -> str:
-    return f"{actor}, however, suggests other topics: {self.join(items)}."
+    return f"{actor} suggests other topics: {self.join(items)}."

@@ -9,18 +9,15 @@ class Spanish(Language):
   code = "es"
   english_name = "Spanish"
   first_names = (("María", "f"), ("Lucía", "f"), ("Carmen", "f"), ("Elena", "f"), ("Paula", "f"), ("Isabel", "f"),
-                 ("Marta", "f"), ("Sofía", "f"), ("Raquel", "f"), ("Pilar", "f"), ("Beatriz", "f"), ("Nuria", "f"),
-                 ("Javier", "m"), ("Carlos", "m"), ("Pablo", "m"), ("Miguel", "m"), ("Alejandro", "m"),
-                 ("Sergio", "m"), ("Diego", "m"), ("Andrés", "m"), ("Fernando", "m"), ("Raúl", "m"), ("Jorge", "m"),
-                 ("Álvaro", "m"))
+                 ("Marta", "f"), ("Sofía", "f"), ("Javier", "m"), ("Carlos", "m"), ("Pablo", "m"), ("Miguel", "m"),
+                 ("Sergio", "m"), ("Diego", "m"), ("Andrés", "m"), ("Jorge", "m"))
   last_names = tuple((n, n) for n in (
-      "García", "Fernández", "González", "Rodríguez", "López", "Martínez", "Sánchez", "Pérez", "Gómez", "Martín",
-      "Jiménez", "Ruiz", "Hernández", "Díaz", "Moreno", "Muñoz", "Álvarez", "Romero", "Navarro", "Torres"))
+      "García", "Fernández", "González", "Rodríguez", "López", "Martínez", "Sánchez", "Pérez", "Gómez", "Ruiz",
+      "Díaz", "Moreno"))
   cities = tuple((c, c) for c in (
       "Madrid", "Sevilla", "Valencia", "Bilbao", "Málaga", "Zaragoza", "Granada", "Córdoba", "Salamanca",
-      "Toledo", "Alicante", "Murcia", "Valladolid", "Oviedo", "Cádiz", "Burgos", "Almería", "Santander"))
-  orgs = ("Solmar", "Iberluz", "Aguaviva", "Montecampo", "Costaverde", "Tierranova", "Vientosur", "Sierralta",
-          "Riomar", "Puertoclaro", "Olivares", "Castellana")
+      "Toledo", "Alicante", "Murcia"))
+  orgs = ("Solmar", "Iberluz", "Aguaviva", "Montecampo", "Costaverde", "Tierranova", "Vientosur", "Riomar")
   months = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre",
             "noviembre", "diciembre")
   events = (Event("plantó", "{n} árboles", "árboles"), Event("donó", "{n} libros", "libros"),
@@ -67,16 +64,15 @@ class Spanish(Language):
     return f"{d.actor}, de {d.org}, criticó el plan."
 
   def instruction(self) -> str:
-    return "Resume el siguiente texto en español en una sola frase:"
+    return "Resume el siguiente texto en español:"
 
   def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
     a, b = (self.slot_names[x] for x in ask)
-    text = (f"Sobre {actor}: indica {a} y {b}, y menciona {self.count_words[k - 1]} de los próximos planes. "
-            f"Responde en español.")
+    text = f"Sobre {actor}: indica {a}, {b} y {self.count_words[k - 1]} de los planes. Responde en español."
     return text + (" Por favor, responde con cortesía." if polite else "")
 
   def plans(self, items: list[str]) -> str:
-    return f"Próximos planes: {self.join(items)}."
+    return f"Planes: {self.join(items)}."
 
   def alt_plans(self, actor: str, items: list[str]) -> str:
-    return f"En cambio, {actor} propone otros temas: {self.join(items)}."
+    return f"{actor} propone otros temas: {self.join(items)}."

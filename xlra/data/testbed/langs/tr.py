@@ -23,18 +23,16 @@ class Turkish(Language):
   code = "tr"
   english_name = "Turkish"
   first_names = (("Ayşe", "f"), ("Fatma", "f"), ("Zeynep", "f"), ("Elif", "f"), ("Emine", "f"), ("Merve", "f"),
-                 ("Büşra", "f"), ("Esra", "f"), ("Özlem", "f"), ("Gül", "f"), ("Derya", "f"), ("Şule", "f"),
-                 ("Mehmet", "m"), ("Mustafa", "m"), ("Ahmet", "m"), ("Ali", "m"), ("Hüseyin", "m"), ("Hasan", "m"),
-                 ("İbrahim", "m"), ("Murat", "m"), ("Emre", "m"), ("Burak", "m"), ("Serkan", "m"), ("Oğuz", "m"))
+                 ("Özlem", "f"), ("Gül", "f"), ("Mehmet", "m"), ("Mustafa", "m"), ("Ahmet", "m"), ("Ali", "m"),
+                 ("Hasan", "m"), ("İbrahim", "m"), ("Murat", "m"), ("Oğuz", "m"))
   last_names = tuple((n, n) for n in (
-      "Yılmaz", "Kaya", "Demir", "Şahin", "Çelik", "Yıldız", "Yıldırım", "Öztürk", "Aydın", "Özdemir", "Arslan",
-      "Doğan", "Kılıç", "Aslan", "Çetin", "Kara", "Koç", "Kurt", "Özkan", "Şimşek"))
+      "Yılmaz", "Kaya", "Demir", "Şahin", "Çelik", "Yıldız", "Öztürk", "Aydın", "Arslan", "Doğan", "Kılıç",
+      "Koç"))
   cities = tuple((c, locative(c)) for c in (
       "İstanbul", "Ankara", "İzmir", "Bursa", "Antalya", "Konya", "Adana", "Gaziantep", "Kayseri", "Eskişehir",
-      "Trabzon", "Samsun", "Malatya", "Erzurum", "Denizli", "Mersin", "Sakarya", "Edirne"))
-  orgs = ("Anadolu Güç", "Boğaziçi Yapı", "Ege Tarım", "Karadeniz Lojistik", "Toros Çimento", "Marmara Gıda",
-          "Akdeniz Turizm", "Kapadokya Holding", "Fırat Tekstil", "Ilgaz Madencilik", "Kaçkar Elektrik",
-          "Uludağ İnşaat")
+      "Trabzon", "Samsun"))
+  orgs = ("Anadolu Güç", "Boğaziçi Yapı", "Ege Tarım", "Toros Çimento", "Marmara Gıda", "Akdeniz Turizm",
+          "Fırat Tekstil", "Uludağ İnşaat")
   months = ("Ocak", "Şubat", "Mart", "Nisan", "Mayıs", "Haziran", "Temmuz", "Ağustos", "Eylül", "Ekim", "Kasım",
             "Aralık")
   events = (Event("dikti", "{n} ağaç", "ağaç"), Event("bağışladı", "{n} kitap", "kitap"),
@@ -83,16 +81,15 @@ class Turkish(Language):
     return f"{d.org} yöneticisi {d.actor} planı eleştirdi."
 
   def instruction(self) -> str:
-    return "Aşağıdaki metni Türkçe olarak tek cümleyle özetle:"
+    return "Aşağıdaki metni Türkçe özetle:"
 
   def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
     a, b = (self.slot_names[x] for x in ask)
-    text = (f"Konu: {actor}. {a.capitalize()} ve {b} söyle, ayrıca sonraki planlardan "
-            f"{self.count_words[k - 1]} tanesini say. Türkçe cevap ver.")
+    text = f"Konu: {actor}. {a.capitalize()}, {b} ve planlardan {self.count_words[k - 1]} tanesini söyle. Türkçe cevap ver."
     return text + (" Lütfen kibar ol." if polite else "")
 
   def plans(self, items: list[str]) -> str:
-    return f"Sonraki planlar: {self.join(items)}."
+    return f"Planlar: {self.join(items)}."
 
   def alt_plans(self, actor: str, items: list[str]) -> str:
-    return f"{actor} ise başka konular öneriyor: {self.join(items)}."
+    return f"{actor} başka konular öneriyor: {self.join(items)}."

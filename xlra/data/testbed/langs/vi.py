@@ -12,17 +12,14 @@ class Vietnamese(Language):
   english_name = "Vietnamese"
   # Given names; the family name comes from `last_names`, the middle name from the gender.
   first_names = (("Lan", "f"), ("Hoa", "f"), ("Mai", "f"), ("Hương", "f"), ("Linh", "f"), ("Trang", "f"),
-                 ("Thảo", "f"), ("Hạnh", "f"), ("Yến", "f"), ("Nhung", "f"), ("Phương", "f"), ("Vân", "f"),
-                 ("Minh", "m"), ("Hùng", "m"), ("Dũng", "m"), ("Tuấn", "m"), ("Hiếu", "m"), ("Hải", "m"),
-                 ("Quang", "m"), ("Sơn", "m"), ("Phúc", "m"), ("Khoa", "m"), ("Thắng", "m"), ("Toàn", "m"))
+                 ("Thảo", "f"), ("Yến", "f"), ("Minh", "m"), ("Hùng", "m"), ("Dũng", "m"), ("Tuấn", "m"),
+                 ("Hiếu", "m"), ("Quang", "m"), ("Sơn", "m"), ("Phúc", "m"))
   last_names = tuple((n, n) for n in (
-      "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ", "Ngô",
-      "Dương", "Lý", "Đinh", "Lương", "Trịnh", "Mạc"))
+      "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ"))
   cities = tuple((c, c) for c in (
       "Hà Nội", "Hải Phòng", "Đà Nẵng", "Huế", "Cần Thơ", "Nha Trang", "Đà Lạt", "Vinh", "Quy Nhơn", "Hạ Long",
-      "Buôn Ma Thuột", "Vũng Tàu", "Biên Hòa", "Thái Nguyên", "Pleiku", "Hội An", "Sa Pa", "Cà Mau"))
-  orgs = ("Phú Thành", "Sao Mai", "Bình Minh", "Thiên Phát", "Hòa Bình", "Đại Việt", "Sông Hồng", "Trường Sơn",
-          "Kim Cương", "Ánh Dương", "Tân Tiến", "Hưng Thịnh")
+      "Vũng Tàu", "Hội An"))
+  orgs = ("Phú Thành", "Sao Mai", "Bình Minh", "Thiên Phát", "Đại Việt", "Sông Hồng", "Kim Cương", "Tân Tiến")
   months = tuple(str(m) for m in range(1, 13))
   events = (Event("trồng", "{n} cây xanh", "cây xanh"), Event("tặng", "{n} cuốn sách", "sách"),
             Event("xây", "{n} căn hộ", "căn hộ"), Event("tạo ra", "{n} việc làm", "việc làm"),
@@ -74,16 +71,15 @@ class Vietnamese(Language):
     return f"{d.actor} của công ty {d.org} đã phê phán kế hoạch này."
 
   def instruction(self) -> str:
-    return "Hãy tóm tắt văn bản sau bằng tiếng Việt trong một câu:"
+    return "Hãy tóm tắt văn bản sau bằng tiếng Việt:"
 
   def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
     a, b = (self.slot_names[x] for x in ask)
-    text = (f"Về {actor}: hãy cho biết {a} và {b}, và nêu {self.count_words[k - 1]} kế hoạch tiếp theo. "
-            f"Trả lời bằng tiếng Việt.")
+    text = f"Về {actor}: hãy nêu {a}, {b} và {self.count_words[k - 1]} kế hoạch. Trả lời bằng tiếng Việt."
     return text + (" Xin hãy trả lời lịch sự." if polite else "")
 
   def plans(self, items: list[str]) -> str:
-    return f"Kế hoạch tiếp theo: {self.join(items)}."
+    return f"Kế hoạch: {self.join(items)}."
 
   def alt_plans(self, actor: str, items: list[str]) -> str:
-    return f"Còn {actor} thì đề xuất các chủ đề khác: {self.join(items)}."
+    return f"{actor} đề xuất chủ đề khác: {self.join(items)}."
