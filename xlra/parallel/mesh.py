@@ -83,12 +83,22 @@ def tree_shardings(tree: Any, mesh: Mesh, rules: Mapping[str, Any] = RULES) -> A
   """NamedShardings for a pytree that holds nnx Variables (params, optimizer moments, cache...).
 
   Variables are placed by their `axes` metadata; any other leaf (step counters, RNG keys) is
-  replicated. The result is a tree prefix usable as jit in/out_shardings and by device_put.
+  replicated. A Variable whose rank differs from its `axes` (Adafactor's factored row/column
+  moments keep the parameter's metadata on a reduced shape) is replicated too, and so is any
+  dimension the mesh axes do not divide (those moments again, e.g. shape (1,)): both are small.
+  The result is a tree prefix usable as jit in/out_shardings and by device_put.
   """
+
+  def fits(dim: int, target) -> bool:
+    names = (target,) if isinstance(target, str) else tuple(target or ())
+    return dim % math.prod(mesh.shape[n] for n in names) == 0
 
   def one(x):
     if _is_var(x):
-      return NamedSharding(mesh, logical_spec(x.get_metadata().get("axes"), rules))
+      axes = x.get_metadata().get("axes")
+      if axes is not None and len(axes) == len(x.shape):
+        spec = logical_spec(axes, rules)
+        return NamedSharding(mesh, P(*(t if fits(d, t) else None for d, t in zip(x.shape, spec))))
     return NamedSharding(mesh, P())
 
   return jax.tree.map(one, tree, is_leaf=_is_var)
@@ -101,6 +111,11 @@ def shard_tree(tree: Any, mesh: Mesh, rules: Mapping[str, Any] = RULES) -> Any:
 def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
   """Leading (batch) dimension over (data, fsdp); the rest replicated."""
   return NamedSharding(mesh, P(BATCH_AXES, *([None] * (ndim - 1))))
+
+
+def batch_shardings(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, NamedSharding]:
+  """Per-key batch shardings (leading dim over data*fsdp) for jit in_shardings."""
+  return {k: batch_sharding(mesh, v.ndim if hasattr(v, "ndim") else np.ndim(v)) for k, v in batch.items()}
 
 
 def batch_shards(mesh: Mesh) -> int:

@@ -1,0 +1,50 @@
+"""Supervised fine-tuning: next-token cross-entropy on the response tokens.
+
+Batch (right padded): `tokens` [B, L] int32, `mask` [B, L] bool (True at real tokens) and
+`loss_mask` [B, L] (True where the token is a target, i.e. the response); packed rows add
+`segment_ids` and `positions`. Position t predicts token t + 1, and a target counts when its own
+`loss_mask` is set, so prompt tokens condition but are never predicted. Everything that touches
+logits is float32 whatever the compute dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from xlra.train.update import Batch, make_eval_step, make_train_step
+
+
+def token_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """-log p(target) [..] under softmax(logits), in float32."""
+  return optax.losses.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
+
+
+def sft_loss(model: nnx.Module, batch: Batch, rng: jax.Array | None = None):
+  """(summed NLL over target tokens, number of target tokens, {correct: greedy hits})."""
+  del rng  # no dropout anywhere (Huang et al.): the step is deterministic
+  tokens = batch["tokens"]
+  logits = model(tokens, positions=batch.get("positions"), mask=batch["mask"],
+                 segment_ids=batch.get("segment_ids"))
+  targets = tokens[:, 1:]
+  weights = (batch["loss_mask"][:, 1:] & batch["mask"][:, 1:]).astype(jnp.float32)
+  if "segment_ids" in batch:  # never predict across a packing boundary
+    seg = batch["segment_ids"]
+    weights = weights * (seg[:, 1:] == seg[:, :-1])
+  nll = token_nll(logits[:, :-1], targets)
+  correct = (jnp.argmax(logits[:, :-1], axis=-1) == targets).astype(jnp.float32)
+  return jnp.sum(nll * weights), jnp.sum(weights), {"accuracy": jnp.sum(correct * weights)}
+
+
+def make_sft_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, schedule: Callable,
+                  num_microbatches: int = 1, mesh=None):
+  """`sft_step(state, batch, rng) -> (state, metrics)`, to be jitted once by the loop."""
+  return make_train_step(graphdef, tx, sft_loss, schedule, num_microbatches, mesh)
+
+
+def make_sft_eval(graphdef: nnx.GraphDef):
+  return make_eval_step(graphdef, sft_loss)
