@@ -36,7 +36,7 @@ def get_config(arg: str = "testbed") -> ml_collections.ConfigDict:
   c.annotator = ml_collections.ConfigDict(dict(
       temperature=0.35, threshold=0.75, pointwise_temperature=0.1, seed=0,
       # Language-specific tastes that the gold quality q does not reward; set to 0 to switch off.
-      biases=ml_collections.ConfigDict({"de": {"length": 0.3}, "es": {"polite": 0.15}})))
+      biases=ml_collections.ConfigDict({"de": {"length": 0.5}, "es": {"polite": 0.2}})))
   c.candidates = ml_collections.ConfigDict(dict(pairs_per_prompt=1, p_clean=0.25, max_corruptions=3))
   c.translation_error_rate = 0.1  # for translate-train / no-target-SFT baselines
 

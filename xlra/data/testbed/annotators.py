@@ -10,9 +10,10 @@ Pointwise (Seahorse question-6-like): P(good) = sigmoid((u - threshold) / pointw
 
 Why the default temperature: human annotators agree with *each other* on 62-69% of pairs in the paper.
 If each annotator independently agrees with the latent truth with probability p, two of them agree with
-probability p^2 + (1-p)^2, so 62-69% inter-annotator agreement means p = 0.74-0.80. The default
-temperature is set so that agreement with q on the RM training pairs is about 0.76-0.78 in every language
-(inter-annotator agreement about 0.64-0.66); tests hold it inside [0.72, 0.82].
+probability p^2 + (1-p)^2, so 62-69% inter-annotator agreement means p = 0.74-0.80 (a little less when
+p varies from pair to pair, as it does here). With the default temperature 0.35 and the RM training pair
+distribution, agreement with q is 0.73-0.77 in every language and the expected agreement between two
+annotators 0.66-0.68, inside the human band; tests hold them in [0.68, 0.84] and [0.62, 0.72].
 
 Draws are keyed by (seed, example id, the outputs), so a judgement does not depend on what else is in
 the batch or on the order of calls.
@@ -31,7 +32,7 @@ from xlra.data.testbed.tasks import Example
 
 DEFAULT_TEMPERATURE = 0.35
 # Language-specific tastes that q does not share; `bias=None` in the functions below means these.
-DEFAULT_BIASES = {"de": {"length": 0.3}, "es": {"polite": 0.15}}
+DEFAULT_BIASES = {"de": {"length": 0.5}, "es": {"polite": 0.2}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +74,12 @@ class Annotator:
     return (quality(ex, output) if q is None else q) + self.bias(ex, output)
 
   def prefers_first(self, ex: Example, a: str, b: str, q_a: float | None = None, q_b: float | None = None) -> bool:
-    """One noisy pairwise judgement: True if `a` is preferred."""
+    """One noisy pairwise judgement: True if `a` is preferred. The draw is keyed by the unordered pair,
+    so asking (b, a) gives the mirrored answer."""
     diff = (self.utility(ex, a, q_a) - self.utility(ex, b, q_b)) / self.temperature
     p = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, diff))))
-    return Stream(self.seed, "pairwise", ex.id, a, b).random() < p
+    u = Stream(self.seed, "pairwise", ex.id, *sorted((a, b))).random()
+    return u < p if a <= b else u >= 1.0 - p
 
   def label(self, ex: Example, output: str, q: float | None = None) -> bool:
     """One noisy pointwise judgement: True for "good"."""
