@@ -1,8 +1,4 @@
-"""Sampler: cached decode vs full forward, greedy vs transformers `generate`, filters, compilations, sharding.
-
-Models are tiny random Hugging Face checkpoints (tests/models/hf_testing.py) read through load_hf, so the
-PyTorch model is an independent reference for the greedy test.
-"""
+"""Sampler: cached decode vs full forward, greedy vs transformers `generate`, filters, compilations, sharding."""
 
 from __future__ import annotations
 
@@ -13,38 +9,16 @@ import pytest
 import torch
 import transformers as tf
 from flax import nnx
-from models.hf_testing import CASES, VOCAB, hf_model
+from models.hf_testing import CASES, VOCAB
 
-from xlra.models.hf import load_hf
 from xlra.parallel.mesh import make_mesh
-from xlra.sampling.sampler import Sampler, SamplingConfig, decode_logits, filter_logits, choose, prefill
-
-PROMPTS = [[5, 17, 9, 33, 2, 71, 40], [61, 8, 3], [12, 44, 90, 7, 7, 29, 50, 81, 3, 64, 22]]
+from xlra.sampling.sampler import Sampler, SamplingConfig, choose, decode_logits, filter_logits, left_pad, prefill
 
 
-@pytest.fixture(scope="module")
-def one_device():
-  return make_mesh({"data": 1}, jax.devices()[:1])
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-  """family -> (torch model, our Transformer loaded from its saved checkpoint)."""
-  out = {}
-  for family in CASES:
-    ref = hf_model(family)
-    path = str(tmp_path_factory.mktemp(family))
-    ref.save_pretrained(path)
-    out[family] = (ref, load_hf(path))
-  return out
-
-
-def _left_padded(rows, width):
-  tokens = np.zeros((len(rows), width), np.int32)
-  mask = np.zeros((len(rows), width), bool)
-  for i, r in enumerate(rows):
-    tokens[i, width - len(r):], mask[i, width - len(r):] = r, True
-  return tokens, mask
+def test_left_pad_puts_prompts_flush_right():
+  tokens, mask = left_pad([[7, 8, 9], [4]], 4, pad_id=0)
+  np.testing.assert_array_equal(tokens, [[0, 7, 8, 9], [0, 0, 0, 4]])
+  np.testing.assert_array_equal(mask, [[False, True, True, True], [False, False, False, True]])
 
 
 def _jitted(model):
@@ -57,13 +31,13 @@ def _jitted(model):
 
 
 @pytest.mark.parametrize("family", list(CASES))
-def test_cached_decode_logits_equal_full_forward(models, family):
+def test_cached_decode_logits_equal_full_forward(models, family, prompts):
   """Prefill a left-padded batch, then decode token by token; every step's logits must equal the
   uncached forward pass over the whole left-padded sequence (positions from the mask) at that slot."""
   state, full_fn, prefill_fn, step_fn = _jitted(models[family][1])
   steps, width = 6, 12  # sliding windows are 4: the decode runs past them
-  cont = np.random.default_rng(1).integers(1, VOCAB, (len(PROMPTS), steps)).astype(np.int32)
-  tokens, mask = _left_padded(PROMPTS, width)
+  cont = np.random.default_rng(1).integers(1, VOCAB, (len(prompts), steps)).astype(np.int32)
+  tokens, mask = left_pad(prompts, width, 0)
   logits, cache = prefill_fn(state, tokens, mask, width + steps)
   full_tokens = np.concatenate([tokens, cont], axis=1)
   full_mask = np.concatenate([mask, np.ones_like(cont, bool)], axis=1)
@@ -71,19 +45,19 @@ def test_cached_decode_logits_equal_full_forward(models, family):
   np.testing.assert_allclose(np.asarray(logits), full[:, width - 1], atol=1e-5, rtol=0)
   pos = mask.sum(1)
   for t in range(steps):
-    logits, cache = step_fn(state, cache, cont[:, t], pos + t, np.ones(len(PROMPTS), bool))
+    logits, cache = step_fn(state, cache, cont[:, t], pos + t, np.ones(len(prompts), bool))
     np.testing.assert_allclose(np.asarray(logits), full[:, width + t], atol=1e-5, rtol=0, err_msg=f"step {t}")
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2", "gemma3"])
-def test_greedy_equals_transformers_generate(models, family, one_device):
+def test_greedy_equals_transformers_generate(models, family, one_device, prompts):
   """Greedy tokens (with EOS and an extra stop id ending rows early) equal HF `generate` on left-padded
   prompts; log-probs equal the log-softmax of HF's scores at those tokens."""
   ref, model = models[family]
   steps = 10
   graphdef, params = nnx.split(model)
   # Stop tokens: ones the unconstrained greedy run emits mid-way, so rows really stop early.
-  tokens, mask = _left_padded(PROMPTS, 11)
+  tokens, mask = left_pad(prompts, 11, 0)
   with torch.no_grad():
     free = ref.generate(torch.from_numpy(tokens).long(), attention_mask=torch.from_numpy(mask).long(),
                         max_new_tokens=steps, do_sample=False, pad_token_id=0, eos_token_id=None)[:, 11:].numpy()
@@ -97,11 +71,11 @@ def test_greedy_equals_transformers_generate(models, family, one_device):
 
   sampler = Sampler(graphdef, SamplingConfig(max_new_tokens=steps, eos_id=eos, stop_ids=(stop,), pad_id=0,
                                              temperature=0.0, min_prompt_bucket=16), one_device)
-  got = sampler(params, PROMPTS, jax.random.key(0))
-  ours = np.zeros((len(PROMPTS), steps), np.int32)
+  got = sampler(params, prompts, jax.random.key(0))
+  ours = np.zeros((len(prompts), steps), np.int32)
   ours[:, : hf_tokens.shape[1]] = hf_tokens  # HF stops once every row has; the rest is padding
   np.testing.assert_array_equal(got.tokens, ours)
-  for r in range(len(PROMPTS)):
+  for r in range(len(prompts)):
     n = got.lengths[r]
     assert got.stopped[r] == (n < steps or ours[r, n - 1] in (eos, stop))
     assert (ours[r, n:] == 0).all() and n >= 1
@@ -109,17 +83,17 @@ def test_greedy_equals_transformers_generate(models, family, one_device):
     assert (got.logprobs[r, n:] == 0).all()
 
 
-def test_sampled_logprobs_are_the_unfiltered_tempered_distribution(models, one_device):
+def test_sampled_logprobs_are_the_unfiltered_tempered_distribution(models, one_device, prompts):
   """With temperature, top-k and top-p: each log-prob is log_softmax(logits / T) of a full forward pass
   over prompt + response at that token (unfiltered), and each drawn token survives the filters."""
   _, model = models["llama"]
   graphdef, params = nnx.split(model)
   cfg = SamplingConfig(max_new_tokens=8, eos_id=95, pad_id=0, temperature=0.7, top_k=12, top_p=0.8)
-  got = Sampler(graphdef, cfg, one_device)(params, PROMPTS, jax.random.key(3), num_samples=2)
+  got = Sampler(graphdef, cfg, one_device)(params, prompts, jax.random.key(3), num_samples=2)
   state, full_fn, _, _ = _jitted(model)
-  rows = [PROMPTS[r // 2] + got.response(r) for r in range(len(got.tokens))]
+  rows = [prompts[r // 2] + got.response(r) for r in range(len(got.tokens))]
   width = max(map(len, rows))
-  tokens, mask = _left_padded(rows, width)
+  tokens, mask = left_pad(rows, width, 0)
   logits = np.asarray(full_fn(state, tokens, mask)) / cfg.temperature
   for r, row in enumerate(rows):
     n = got.lengths[r]
@@ -172,14 +146,14 @@ def test_compilations_bounded_across_prompt_lengths_and_batch_sizes(models, one_
   assert sampler.trace_count == 3
 
 
-def test_sharded_sampling_equals_one_device(models, one_device):
+def test_sharded_sampling_equals_one_device(models, one_device, prompts):
   """Batch over (data, fsdp) and heads over tensor on 8 devices gives the one-device samples."""
   _, model = models["llama"]
   graphdef, params = nnx.split(model)
   cfg = SamplingConfig(max_new_tokens=6, eos_id=95, pad_id=0, temperature=1.0)
   mesh = make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
-  a = Sampler(graphdef, cfg, one_device)(params, PROMPTS, jax.random.key(7), num_samples=3)
-  b = Sampler(graphdef, cfg, mesh)(params, PROMPTS, jax.random.key(7), num_samples=3)
+  a = Sampler(graphdef, cfg, one_device)(params, prompts, jax.random.key(7), num_samples=3)
+  b = Sampler(graphdef, cfg, mesh)(params, prompts, jax.random.key(7), num_samples=3)
   np.testing.assert_array_equal(a.tokens, b.tokens)
   np.testing.assert_array_equal(a.lengths, b.lengths)
   np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
