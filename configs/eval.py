@@ -4,8 +4,8 @@
       --config.baseline.outputs=WORK/outputs/sft_de.jsonl --config.system_outputs=ppo_de=WORK/outputs/ppo_de.jsonl \
       --config.examples=WORK/data/eval_examples.jsonl
 
-Presets (ARG): `oracle` (the testbed's gold quality), `local` (an LM judge from a Hugging Face
-directory, --config.judge.local.path=DIR), `http` (an OpenAI-compatible server,
+Presets (ARG): `oracle` (the testbed's gold quality), `local` (an LM judge from a Hugging Face or
+xlra model directory, --config.judge.local.path=DIR), `http` (an OpenAI-compatible server,
 --config.judge.http.base_url=... --config.judge.http.model=...). Systems are named entries of
 `config.systems` (set in a copy of this file or by the pipeline, which builds this config) or, from
 the command line, --config.system_outputs=ppo_de=PATH,bon_de=PATH.
@@ -22,7 +22,8 @@ import ml_collections
 
 def system(outputs: str = "", checkpoint: str = "", source: str = "", target: str = "") -> ml_collections.ConfigDict:
   """One system under evaluation. source/target: the RM's and the policy's language (for the report grid)."""
-  return ml_collections.ConfigDict({"outputs": outputs, "checkpoint": checkpoint, "checkpoint_format": "hf",
+  # checkpoint_format: auto | hf | xlra (an xlra model directory, xlra.models.checkpoint_io)
+  return ml_collections.ConfigDict({"outputs": outputs, "checkpoint": checkpoint, "checkpoint_format": "auto",
                                     "source": source, "target": target})
 
 
@@ -30,8 +31,8 @@ def judge(kind: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       "kind": kind,  # oracle | local | http | none (for the second judge only)
       "oracle": {"quality_fn": ""},  # "module:function" replacing the testbed's q; "" = testbed
-      "local": {"path": "", "dtype": "float32", "batch_size": 8, "max_len": 0, "min_bucket": 64,
-                "chat_template": "auto"},
+      "local": {"path": "", "checkpoint_format": "auto", "dtype": "float32", "batch_size": 8, "max_len": 0,
+                "min_bucket": 64, "chat_template": "auto"},
       "http": {"base_url": "http://127.0.0.1:8000/v1", "model": "", "api_key_env": "", "timeout": 60.0,
                "max_retries": 5, "backoff": 1.0, "backoff_max": 60.0, "max_concurrency": 4, "request_budget": 0,
                "temperature": 0.0, "max_tokens": 2, "logprobs": True, "top_logprobs": 5,

@@ -1,4 +1,5 @@
-"""Systems given as checkpoints: the eval job generates their outputs, equal to transformers' greedy decode."""
+"""Systems given as checkpoints: the eval job generates their outputs, equal to transformers' greedy decode;
+both checkpoint formats load."""
 
 from __future__ import annotations
 
@@ -75,10 +76,24 @@ def test_checkpoint_system_is_generated_then_judged(tmp_path, monkeypatch):
   assert summary["systems"]["policy"]["overall"]["n"] == 3
 
 
-def test_xlra_checkpoints_need_export(tmp_path):
-  from xlra.eval.generate import generate_outputs
-  c = eval_config.get_config("oracle")
-  sc = eval_config.system(checkpoint=str(tmp_path))
-  sc.checkpoint_format = "xlra"
-  with pytest.raises(NotImplementedError, match="save_hf"):
-    generate_outputs(sc, c, str(tmp_path / "o.jsonl"))
+def test_load_lm_reads_both_formats(tmp_path):
+  import numpy as np
+  from flax import nnx
+
+  from xlra.eval.checkpoints import detect_format, load_lm
+  from xlra.models.checkpoint_io import save_model
+  from xlra.models.heads import ScalarModel
+  from xlra.models.presets import get_preset
+  from xlra.models.transformer import Transformer
+
+  cfg = get_preset("tiny", n_layers=1)
+  model = Transformer(cfg, rngs=nnx.Rngs(1))
+  save_model(model, str(tmp_path / "lm"))
+  assert detect_format(str(tmp_path / "lm")) == "xlra"
+  back = load_lm(str(tmp_path / "lm"))
+  np.testing.assert_array_equal(np.asarray(back.embedding[...]), np.asarray(model.embedding[...]))
+  save_model(ScalarModel(cfg, rngs=nnx.Rngs(1)), str(tmp_path / "rm"))
+  with pytest.raises(ValueError, match="scalar"):
+    load_lm(str(tmp_path / "rm"))
+  with pytest.raises(FileNotFoundError, match="neither"):
+    load_lm(str(tmp_path))

@@ -1,4 +1,5 @@
-"""Outputs of a policy checkpoint on the evaluation prompts, for systems the eval job gets as checkpoints.
+"""Outputs of a policy checkpoint (a Hugging Face or xlra model directory) on the evaluation prompts, for
+systems the eval job gets as checkpoints.
 
 Prompts are encoded exactly as for training and sampling (xlra.data.tokenizer.encode_prompt: the chat
 template when the tokenizer has one), generated with the jitted KV-cache sampler, cut at EOS and
@@ -33,17 +34,14 @@ def read_prompts(path: str, default_task: str) -> list[dict]:
 
 def generate_outputs(system: ml_collections.ConfigDict, config: ml_collections.ConfigDict, path: str) -> None:
   """Write `path` (JSONL id, prompt, output, lang, task) with the checkpoint's outputs on config.prompts."""
-  if system.checkpoint_format != "hf":
-    raise NotImplementedError(f"checkpoint_format={system.checkpoint_format!r}: the eval job reads Hugging Face "
-                              "directories; export an xlra checkpoint with xlra.models.hf.save_hf first")
   from xlra.data.tokenizer import decode_response, encode_prompt, load_tokenizer
-  from xlra.models.hf import load_hf
+  from xlra.eval.checkpoints import load_lm
   from xlra.sampling.sampler import Sampler, SamplingConfig
 
   gc = config.generation
   rows = read_prompts(config.prompts, config.task)
   tok = load_tokenizer(system.checkpoint)
-  model = load_hf(system.checkpoint)
+  model = load_lm(system.checkpoint, system.checkpoint_format)
   graphdef, params = nnx.split(model)
   sampler = Sampler(graphdef, SamplingConfig(max_new_tokens=gc.max_new_tokens, eos_id=tok.eos_token_id,
                                              pad_id=tok.pad_token_id, temperature=gc.temperature,

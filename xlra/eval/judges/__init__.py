@@ -2,7 +2,7 @@
 
   OracleJudge(quality_fn=None)            the testbed's gold quality; equal scores tie
   LocalJudge(model, tokenizer, config)    an xlra Transformer read at the answer tokens, both orders averaged
-  LocalJudge.from_hf(path, config)
+  LocalJudge.from_checkpoint(path, config)  a Hugging Face or xlra model directory
   HttpJudge(HttpJudgeConfig(...))         an OpenAI-compatible chat-completions server, cached and budgeted
 """
 

@@ -45,7 +45,7 @@ class HttpJudgeConfig:
   request_budget: int = 0  # max new requests per judge instance (retries not counted); 0 = unlimited
   temperature: float = 0.0
   max_tokens: int = 2
-  logprobs: bool = True  # ask for top_logprobs (`transformers serve` rejects the field: set False there)
+  logprobs: bool = True  # ask for top_logprobs; servers that ignore it (transformers serve) give the parsed answer
   top_logprobs: int = 5
   order: str = "random"  # "random": one order per example, seeded from the example; "both": average both
   cache_path: str = ""  # JSONL cache; "" keeps no cache

@@ -71,14 +71,14 @@ class LocalJudge(base.Judge):
     self._forward = jax.jit(self._p_first)
 
   @classmethod
-  def from_hf(cls, path: str, config: LocalJudgeConfig | None = None, dtype: str = "float32",
-              mesh=None) -> "LocalJudge":
-    """Judge from a Hugging Face checkpoint directory (weights via xlra.models.hf, tokenizer via transformers)."""
+  def from_checkpoint(cls, path: str, config: LocalJudgeConfig | None = None, dtype: str = "float32",
+                      fmt: str = "auto", mesh=None) -> "LocalJudge":
+    """Judge from a Hugging Face checkpoint or an xlra model directory holding its tokenizer files."""
     import transformers
 
-    from xlra.models.hf import load_hf
+    from xlra.eval.checkpoints import load_lm
 
-    return cls(load_hf(path, dtype, mesh=mesh), transformers.AutoTokenizer.from_pretrained(path), config, mesh)
+    return cls(load_lm(path, fmt, dtype, mesh), transformers.AutoTokenizer.from_pretrained(path), config, mesh)
 
   # ---- tokens ---------------------------------------------------------------------------------------
 
