@@ -4,6 +4,7 @@ the best is the argmax, the missing-EOS rule, the KL bound, and the prompt is pr
 from __future__ import annotations
 
 import math
+import types
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ from xlra.models.heads import ScalarModel
 from xlra.sampling import best_of_n as bon
 from xlra.sampling import sampler as sampler_lib
 from xlra.sampling.sampler import Sampler, SamplingConfig
+from xlra.train.scoring import RewardScorer
 from xlra.train.state import abstract_params, init_params
 
 N = 4
@@ -31,17 +33,18 @@ def setup(models, one_device):
   # eos 11 is common enough under this random policy that some rows stop and some run out.
   cfg = SamplingConfig(max_new_tokens=8, eos_id=11, pad_id=0, temperature=1.5)
   sampler = Sampler(graphdef, cfg, one_device)
-  scorer = bon.RewardScorer(rm_def, pad_id=0, batch_size=8, mesh=one_device)
-  return sampler, params, scorer, rm, rm_params
+  tokenizer = types.SimpleNamespace(pad_token_id=0)  # the scorer only needs the pad id for token-id rows
+  scorer = RewardScorer(rm_def, rm_params, one_device, tokenizer, batch_size=8, length=32)
+  return sampler, params, scorer.score_ids, rm
 
 
 def test_shared_prefix_candidates_equal_independent_samples(setup, prompts):
   """Sample j of prompt i is the same whether drawn with its siblings from one shared prefill, in
   chunks of 2 samples, or alone in a call that draws only sample j of every prompt."""
-  sampler, params, scorer, _, rm_params = setup
+  sampler, params, score, _ = setup
   rng = jax.random.key(5)
-  shared = bon.best_of_n(sampler, params, scorer, rm_params, prompts, rng, N, keep_all=True)
-  chunked = bon.best_of_n(sampler, params, scorer, rm_params, prompts, rng, N, keep_all=True, rows_per_batch=2)
+  shared = bon.best_of_n(sampler, params, prompts, rng, N, score, keep_all=True)
+  chunked = bon.best_of_n(sampler, params, prompts, rng, N, score, keep_all=True, rows_per_batch=2)
   assert shared.candidates == chunked.candidates
   for j in range(N):
     alone = sampler(params, prompts, rng, first_sample=j)
@@ -54,8 +57,8 @@ def test_shared_prefix_candidates_equal_independent_samples(setup, prompts):
 def test_scores_best_and_missing_eos_penalty(setup, prompts):
   """Raw scores equal the RM's value at each row's last token (one right-padded batch, indexed by
   hand); the best is the argmax; responses without EOS get the penalty."""
-  sampler, params, scorer, rm, rm_params = setup
-  res = bon.best_of_n(sampler, params, scorer, rm_params, prompts, jax.random.key(2), N, keep_all=True,
+  sampler, params, score, rm = setup
+  res = bon.best_of_n(sampler, params, prompts, jax.random.key(2), N, score, keep_all=True,
                       missing_eos_penalty=-7.0)
   assert res.stopped.any() and not res.stopped.all(), "want both stopped and truncated candidates"
   rows = [p + c for i, p in enumerate(prompts) for c in res.candidates[i]]
@@ -96,6 +99,6 @@ def test_prompt_prefilled_once(models, one_device, prompts, monkeypatch):
 
 
 def test_bad_n_raises(setup, prompts):
-  sampler, params, scorer, _, rm_params = setup
+  sampler, params, score, _ = setup
   with pytest.raises(ValueError, match="n=65"):
-    bon.best_of_n(sampler, params, scorer, rm_params, prompts, jax.random.key(0), 65)
+    bon.best_of_n(sampler, params, prompts, jax.random.key(0), 65, score)

@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from xlra.parallel.mesh import BATCH_AXES, RULES, batch_shards, tree_shardings
-from xlra.sampling.sampler import Sampler, bucket
+from xlra.sampling.sampler import Sampler
 from xlra.train.ppo import final_scores
-from xlra.train.reward import make_score_fn
 
 MAX_N = 64
 
@@ -35,53 +32,6 @@ MAX_N = 64
 def kl_bound(n: int) -> float:
   """Upper bound on KL(best-of-n || policy) in nats: log n - (n - 1) / n."""
   return math.log(n) - (n - 1) / n
-
-
-class RewardScorer:
-  """Jitted `ScalarModel.score` over [prompt | response] rows, right-padded to bucketed shapes.
-
-  Rows are padded to a power-of-two multiple of `min_len_bucket` and batched `batch_size` at a time
-  (the last batch padded), so scoring a prompt set compiles a handful of programs (`trace_count`).
-  """
-
-  def __init__(self, graphdef: nnx.GraphDef, pad_id: int, batch_size: int, mesh: Mesh,
-               rules: Mapping[str, Any] = RULES, min_len_bucket: int = 32):
-    shards = batch_shards(mesh)
-    if batch_size < 1 or batch_size % shards:
-      raise ValueError(f"score batch_size={batch_size} must be a positive multiple of mesh data*fsdp={shards}")
-    self.pad_id, self.batch_size, self.mesh, self.rules = pad_id, batch_size, mesh, rules
-    self.min_len_bucket = min_len_bucket
-    self.trace_count = 0
-    score = make_score_fn(graphdef)
-
-    def counted(params, tokens, mask):
-      self.trace_count += 1
-      return score(params, tokens, mask)
-
-    self._score = counted
-    self._jitted: Callable | None = None
-    self._param_shardings = None
-
-  def __call__(self, params: nnx.State, rows: Sequence[Sequence[int]]) -> np.ndarray:
-    """float32 [len(rows)] rewards at the last token of each (non-empty) row."""
-    if self._jitted is None:
-      self._param_shardings = tree_shardings(params, self.mesh, self.rules)
-      rows_sh = NamedSharding(self.mesh, P(BATCH_AXES, None))
-      self._jitted = jax.jit(self._score, in_shardings=(self._param_shardings, rows_sh, rows_sh),
-                             out_shardings=NamedSharding(self.mesh, P(BATCH_AXES)))
-    params = jax.device_put(params, self._param_shardings)
-    out = np.zeros(len(rows), np.float32)
-    for start in range(0, len(rows), self.batch_size):
-      chunk = rows[start:start + self.batch_size]
-      width = bucket(max(len(r) for r in chunk), self.min_len_bucket)
-      tokens = np.full((self.batch_size, width), self.pad_id, np.int32)
-      mask = np.zeros((self.batch_size, width), bool)
-      for k, r in enumerate(chunk):
-        if not len(r):
-          raise ValueError(f"row {start + k} to score is empty")
-        tokens[k, :len(r)], mask[k, :len(r)] = r, True
-      out[start:start + len(chunk)] = np.asarray(self._jitted(params, tokens, mask))[:len(chunk)]
-    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,11 +59,14 @@ class BestOfNResult:
     return self.scores[np.arange(len(self.best)), self.best_index]
 
 
-def best_of_n(sampler: Sampler, policy_params: nnx.State, scorer: RewardScorer, rm_params: nnx.State,
-              prompts: Sequence[Sequence[int]], rng: jax.Array, n: int, *, rows_per_batch: int = 64,
+def best_of_n(sampler: Sampler, policy_params: nnx.State, prompts: Sequence[Sequence[int]], rng: jax.Array, n: int,
+              score: Callable[[list[list[int]]], np.ndarray], *, rows_per_batch: int = 64,
               prompt_ids: Sequence[int] | None = None, missing_eos_penalty: float | None = None,
               keep_all: bool = False, progress: Callable[[int, int], None] | None = None) -> BestOfNResult:
   """Best of `n` samples per prompt under the reward model.
+
+  score maps [prompt | response] token-id rows to raw rewards [rows], e.g.
+  `xlra.train.scoring.RewardScorer(...).score_ids` (jitted, batched, right-padded).
 
   rows_per_batch bounds the sampler's batch (prompts x samples per call): with n <= rows_per_batch,
   rows_per_batch // n prompts share a call; with more, each prompt's samples are drawn in chunks
@@ -149,7 +102,7 @@ def best_of_n(sampler: Sampler, policy_params: nnx.State, scorer: RewardScorer, 
 
   responses = [[tokens[i, j, :lengths[i, j]].tolist() for j in range(n)] for i in range(n_prompts)]
   rows = [list(prompts[i]) + responses[i][j] for i in range(n_prompts) for j in range(n)]
-  raw = scorer(rm_params, rows).reshape(n_prompts, n)
+  raw = np.asarray(score(rows), np.float32).reshape(n_prompts, n)
   scores = np.asarray(final_scores(raw, stopped, missing_eos_penalty))
   best_index = np.argmax(scores, axis=1)
   return BestOfNResult(
