@@ -105,3 +105,35 @@ def test_too_long_is_a_counted_failure():
   reqs = _requests()[:2] + [base.Judgement("x " * 400, "a", "b")]
   res = j.judge(reqs)
   assert [r.error_kind for r in res] == [None, None, base.TOO_LONG] and j.stats["failed_too_long"] == 1
+
+
+def test_eval_job_with_a_local_judge_from_an_xlra_model_dir(judge, tmp_path):
+  import json
+  import os
+  import sys
+
+  from xlra.eval import job
+  from xlra.models.checkpoint_io import save_model
+
+  sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+  from configs import eval as eval_config
+
+  if judge.use_chat:
+    pytest.skip("one tokenizer is enough for the job's plumbing")
+  tok, model = judge.tokenizer, nnx.merge(judge.graphdef, judge.state)
+  save_model(model, str(tmp_path / "judge"))
+  tok.save_pretrained(str(tmp_path / "judge"))
+  reqs = _requests()[:3]
+  rows = lambda outs: "".join(json.dumps({"id": f"r{i}", "lang": r.lang, "task": r.task, "prompt": r.prompt,
+                                          "output": o}) + "\n" for i, (r, o) in enumerate(zip(reqs, outs)))
+  (tmp_path / "sys.jsonl").write_text(rows([r.output_a for r in reqs]))
+  (tmp_path / "sft.jsonl").write_text(rows([r.output_b for r in reqs]))
+  c = eval_config.get_config("local")
+  c.judge.local.path, c.judge.local.batch_size = str(tmp_path / "judge"), 4
+  c.baseline.outputs, c.system_outputs = str(tmp_path / "sft.jsonl"), f"sys={tmp_path / 'sys.jsonl'}"
+  c.winrate.n_boot = 100
+  job.run(c, str(tmp_path / "work"))
+  got = [json.loads(l) for l in open(tmp_path / "work" / "judgements" / "sys.jsonl")]
+  # The system is A and the baseline B: the same numbers as judging (output_a, output_b) directly.
+  direct = judge.judge(reqs)
+  np.testing.assert_allclose([g["p_a"] for g in got], [r.p_a for r in direct], atol=1e-6)
