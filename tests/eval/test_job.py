@@ -117,13 +117,17 @@ def test_http_judge_job_with_oracle_agreement_and_cache(inputs, fake_openai):
     c.judge2.kind, c.judge2.oracle.quality_fn = "oracle", "qmod_eval:q"
     return c
 
+  fake_openai.faults = {5: ("garbage", "maybe")}  # one of system "bad"'s judgements (judged first)
   job.run(config(), workdir)
   summary = json.load(open(os.path.join(workdir, "summary.json")))
   s = summary["systems"]["ppo_de"]
   assert s["overall"]["win_rate"] == pytest.approx(7.5 / 12)  # the fake judge also prefers more words
   assert s["agreement"] == {"percent": 100.0, "n": 12, "excluded": 0}
+  bad_s = summary["systems"]["bad"]
+  assert bad_s["failures"] == {"parse": 1} and (bad_s["overall"]["n"], bad_s["overall"]["failures"]) == (11, 1)
+  assert bad_s["agreement"] == {"percent": 100.0, "n": 11, "excluded": 1}
   assert summary["judge_stats"]["judge"]["http_attempts"] == fake_openai.calls == 24
-  assert "Agreement of http with oracle: bad 100.0% (n=12), ppo_de 100.0% (n=12)" in open(
+  assert "Agreement of http with oracle: bad 100.0% (n=11), ppo_de 100.0% (n=12)" in open(
       os.path.join(workdir, "summary.md")).read()
   # Lose the judgements (a crash before they were written): the request cache answers everything.
   for name in os.listdir(os.path.join(workdir, "judgements")):
