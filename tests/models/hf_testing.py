@@ -42,6 +42,18 @@ CASES = {
 }
 
 
+def gemma3_multimodal(seed: int = 0) -> torch.nn.Module:
+  """A tiny Gemma3ForConditionalGeneration (model_type gemma3): we load its language model only."""
+  torch.manual_seed(seed)
+  text = tf.Gemma3TextConfig(**{**CASES["gemma3"][1], "final_logit_softcapping": None})
+  vision = dict(model_type="siglip_vision_model", hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                num_attention_heads=2, image_size=16, patch_size=8)
+  cfg = tf.Gemma3Config(text_config=text.to_dict(), vision_config=vision, mm_tokens_per_image=4,
+                        image_token_index=VOCAB - 1, boi_token_index=VOCAB - 3, eoi_token_index=VOCAB - 2)
+  model = tf.Gemma3ForConditionalGeneration._from_config(cfg, attn_implementation="eager", dtype=torch.float32)
+  return randomize_(model, seed).eval()
+
+
 def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
   """Draw every weight afresh: matrices N(0, 0.15), norm scales and biases around their init +- 0.2."""
   gen = torch.Generator().manual_seed(seed)

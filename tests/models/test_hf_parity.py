@@ -14,7 +14,7 @@ import transformers as tf
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
-from hf_testing import CASES, batch, hf_model, logits, random_model, torch_logits
+from hf_testing import CASES, batch, gemma3_multimodal, hf_model, logits, random_model, torch_logits
 from xlra.models.config import ModelConfig
 from xlra.models.hf import config_from_hf, load_hf, save_hf
 from xlra.models.presets import get_preset
@@ -38,6 +38,16 @@ def test_logits_match_transformers(family, tmp_path):
   assert _max_diff(logits(model, tokens), torch_logits(ref_model, tokens)) <= 1e-4
   # right-padded batch of unequal lengths: compare on the real tokens only
   assert _max_diff(logits(model, tokens, mask), torch_logits(ref_model, tokens, mask),
+                   mask) <= 1e-4
+
+
+def test_gemma3_multimodal_language_model(tmp_path):
+  ref_model = gemma3_multimodal()
+  ref_model.save_pretrained(tmp_path, safe_serialization=True)
+  assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "gemma3"
+  tokens, mask = batch()
+  tokens = np.minimum(tokens, CASES["gemma3"][1]["vocab_size"] - 4)  # no image/boi/eoi tokens
+  assert _max_diff(logits(load_hf(str(tmp_path)), tokens, mask), torch_logits(ref_model, tokens, mask),
                    mask) <= 1e-4
 
 
@@ -110,11 +120,6 @@ def test_mesh_placement(tmp_path):
 # ------------------------------------------------------------------------------------------------ errors
 
 
-def _llama_dir(tmp_path):
-  hf_model("llama").save_pretrained(tmp_path, safe_serialization=True)
-  return tmp_path
-
-
 def test_unsupported_architecture_named():
   with pytest.raises(ValueError, match="mistral"):
     config_from_hf({"model_type": "mistral", "hidden_size": 32})
@@ -132,31 +137,36 @@ def test_unsupported_field_named(field, value, match):
     config_from_hf(d)
 
 
-def test_missing_tensor_named(tmp_path):
-  path = _llama_dir(tmp_path)
-  tensors = load_file(path / "model.safetensors")
+def test_ambiguous_multimodal_softcap_named():
+  text = tf.Gemma3TextConfig(**{**CASES["gemma3"][1], "final_logit_softcapping": 30.0})
+  with pytest.raises(ValueError, match="final_logit_softcapping"):
+    config_from_hf(tf.Gemma3Config(text_config=text.to_dict()).to_dict())
+
+
+def _drop_up_proj(tensors):
   del tensors["model.layers.1.mlp.up_proj.weight"]
-  save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
-  with pytest.raises(ValueError, match=r"model\.layers\.1\.mlp\.up_proj\.weight.*\(48, 32\)"):
-    load_hf(str(path))
 
 
-def test_misshaped_tensor_named(tmp_path):
-  path = _llama_dir(tmp_path)
-  tensors = load_file(path / "model.safetensors")
+def _shrink_k_proj(tensors):
   tensors["model.layers.0.self_attn.k_proj.weight"] = np.zeros((8, 32), np.float32)
-  save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
-  with pytest.raises(ValueError, match=r"k_proj\.weight.*\(8, 32\).*\(16, 32\)"):
-    load_hf(str(path))
 
 
-def test_unused_tensor_named(tmp_path):
-  path = _llama_dir(tmp_path)
-  tensors = load_file(path / "model.safetensors")
+def _add_o_bias(tensors):
   tensors["model.layers.0.self_attn.o_proj.bias"] = np.zeros((32,), np.float32)
-  save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
-  with pytest.raises(ValueError, match=r"o_proj\.bias"):
-    load_hf(str(path))
+
+
+@pytest.mark.parametrize("edit,match", [
+    (_drop_up_proj, r"lacks tensor 'model\.layers\.1\.mlp\.up_proj\.weight'.*\(48, 32\)"),  # missing
+    (_shrink_k_proj, r"k_proj\.weight' has shape \(8, 32\), expected \(16, 32\)"),  # misshaped
+    (_add_o_bias, r"o_proj\.bias"),  # a weight we would silently ignore
+])
+def test_bad_tensor_named(edit, match, tmp_path):
+  hf_model("llama").save_pretrained(tmp_path, safe_serialization=True)
+  tensors = load_file(tmp_path / "model.safetensors")
+  edit(tensors)
+  save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+  with pytest.raises(ValueError, match=match):
+    load_hf(str(tmp_path))
 
 
 def test_inexpressible_config_named(tmp_path):

@@ -78,6 +78,9 @@ def _normalise(config_dict: Mapping[str, Any]):
   hc = CONFIG_MAPPING[model_type].from_dict(dict(config_dict))
   if model_type == "gemma3":
     hc = hc.text_config
+    if hc.final_logit_softcapping is not None:  # ambiguous: which class would read this checkpoint?
+      raise _unsupported("text_config.final_logit_softcapping", hc.final_logit_softcapping,
+                         "Gemma3ForConditionalGeneration ignores it but Gemma3ForCausalLM applies it")
   return hc
 
 
