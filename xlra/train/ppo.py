@@ -13,8 +13,18 @@ of the response, a prefix of each row). Everything is float32, jit-friendly, and
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any, Callable
+
+import flax.struct
 import jax
 import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from xlra.parallel import mesh as mesh_lib
+from xlra.train.state import TrainState, state_shardings
 
 
 def masked_mean(x: jax.Array, mask: jax.Array, axis=None) -> jax.Array:
@@ -165,3 +175,135 @@ def adaptive_kl_update(beta: float, kl: float, n_steps: int, target: float, hori
   """
   error = min(max(kl / target - 1.0, -0.2), 0.2)
   return float(beta * (1.0 + error * n_steps / horizon))
+
+
+# ----------------------------------------------------------------------------------------------
+# The learn step. A rollout row is [left-padded prompt | response], length L = P + R; the response
+# occupies the last R columns and its tokens are predicted by the hidden states one column earlier.
+
+@flax.struct.dataclass
+class PPOState:
+  """Everything the learner updates: the policy and (for GAE) the critic, each a TrainState.
+
+  RLOO needs no critic: `critic` is None then.
+  """
+
+  policy: TrainState
+  critic: TrainState | None
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnConfig:
+  """Static hyper-parameters of the learn step (each distinct value compiles its own program)."""
+
+  temperature: float = 1.0  # the sampling temperature: log-probs are recomputed at it
+  clip: float = 0.2
+  vf_clip: float = 0.2
+  vf_coef: float = 0.1
+  ent_coef: float = 0.0
+  epochs: int = 4
+  minibatches: int = 1
+
+
+def policy_response_logits(policy: nnx.Module, tokens: jax.Array, mask: jax.Array, r: int) -> jax.Array:
+  """float32 logits [B, R, V] predicting the last R tokens (only those columns meet the vocab matmul)."""
+  hidden, _ = policy.hidden(tokens, None, mask)
+  l = tokens.shape[1]
+  return policy.logits(hidden[:, l - r - 1:l - 1])
+
+
+def response_logprobs(policy: nnx.Module, tokens: jax.Array, mask: jax.Array, r: int,
+                      temperature: float) -> jax.Array:
+  """log p(response token) [B, R] at the sampling temperature: the learner's recomputation of what
+  the sampler reported. Padding columns hold garbage; callers mask them."""
+  logits = policy_response_logits(policy, tokens, mask, r)
+  return token_logprobs(logits, tokens[:, -r:], temperature)
+
+
+def critic_values(critic: nnx.Module, tokens: jax.Array, mask: jax.Array, r: int) -> jax.Array:
+  """V [B, R] of the state before each response token (the column before it)."""
+  l = tokens.shape[1]
+  return critic.values(tokens, None, mask)[:, l - r - 1:l - 1]
+
+
+def _update(ts: TrainState, grads, tx: optax.GradientTransformation) -> TrainState:
+  updates, opt_state = tx.update(grads, ts.opt_state, ts.params)
+  return ts.replace(params=optax.apply_updates(ts.params, updates), opt_state=opt_state)
+
+
+def make_learn_step(policy_def: nnx.GraphDef, critic_def: nnx.GraphDef | None,
+                    policy_tx: optax.GradientTransformation, critic_tx: optax.GradientTransformation | None,
+                    hp: LearnConfig, *, train_policy: bool = True) -> Callable:
+  """The pure `learn(state, batch, rng) -> (state, metrics)`: hp.epochs passes over hp.minibatches
+  shuffled minibatches of one rollout batch, one optimizer update of each trained model per
+  minibatch. `train_policy=False` is the value-only warm-up (the policy and its optimizer pass
+  through untouched). Jit it with `xlra.train.update.jit_train_step(learn, ppo_state_shardings(...),
+  batch, mesh)`: pinned shardings, donated state, like every other step.
+
+  batch: tokens [B, L] int32, mask [B, L] bool, response_mask [B, R] bool, old_logp [B, R],
+  advantages [B, R], and with a critic old_values [B, R] and returns [B, R].
+  """
+  use_critic = critic_def is not None
+  if not (train_policy or use_critic):
+    raise ValueError("nothing to train: value warm-up needs a critic (RLOO has none)")
+
+  def loss_fn(trainable, mb):
+    rmask = mb["response_mask"]
+    r = rmask.shape[1]
+    total, stats = jnp.float32(0.0), {}
+    if train_policy:
+      policy = nnx.merge(policy_def, trainable["policy"])
+      logits = policy_response_logits(policy, mb["tokens"], mb["mask"], r)
+      logp = token_logprobs(logits, mb["tokens"][:, -r:], hp.temperature)
+      pg, pst = policy_loss(logp, mb["old_logp"], mb["advantages"], rmask, hp.clip)
+      ent = masked_mean(entropy(logits, hp.temperature), rmask)
+      total = total + pg - hp.ent_coef * ent
+      stats.update(pst, policy_loss=pg, entropy=ent)
+    if use_critic:
+      critic = nnx.merge(critic_def, trainable["critic"])
+      v = critic_values(critic, mb["tokens"], mb["mask"], r)
+      vf, vst = value_loss(v, mb["old_values"], mb["returns"], rmask, hp.vf_clip)
+      total = total + hp.vf_coef * vf
+      stats.update(vst, value_loss=vf)
+    return total, stats
+
+  def minibatch_step(state: PPOState, mb):
+    trainable = {}
+    if train_policy:
+      trainable["policy"] = state.policy.params
+    if use_critic:
+      trainable["critic"] = state.critic.params
+    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable, mb)
+    stats["loss"] = loss
+    if train_policy:
+      stats["policy_grad_norm"] = optax.tree.norm(grads["policy"])
+      state = state.replace(policy=_update(state.policy, grads["policy"], policy_tx))
+    if use_critic:
+      stats["critic_grad_norm"] = optax.tree.norm(grads["critic"])
+      state = state.replace(critic=_update(state.critic, grads["critic"], critic_tx))
+    return state, stats
+
+  def learn(state: PPOState, batch: dict[str, jax.Array], rng: jax.Array):
+    b = batch["tokens"].shape[0]
+    m = hp.minibatches
+    if b % m:
+      raise ValueError(f"rollout batch {b} is not divisible by minibatches={m}")
+
+    def epoch(state, key):
+      perm = jax.random.permutation(key, b)
+      shuffled = jax.tree.map(lambda x: x[perm].reshape(m, b // m, *x.shape[1:]), batch)
+      return jax.lax.scan(minibatch_step, state, shuffled)
+
+    state, stats = jax.lax.scan(epoch, state, jax.random.split(rng, hp.epochs))
+    metrics = jax.tree.map(jnp.mean, stats)
+    if train_policy:  # the first minibatch of the first epoch is on-policy: its ratio must be 1
+      metrics["first_ratio"] = stats["ratio"][0, 0]
+    return state, metrics
+
+  return learn
+
+
+def ppo_state_shardings(state: PPOState, mesh: Mesh, rules=mesh_lib.RULES) -> PPOState:
+  return PPOState(policy=state_shardings(state.policy, mesh, rules),
+                  critic=None if state.critic is None else state_shardings(state.critic, mesh, rules))
+
