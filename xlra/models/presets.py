@@ -59,7 +59,7 @@ PRESETS: dict[str, ModelConfig] = {
                               max_seq_len=40_960),
     "llama3_8b": ModelConfig(family="llama", vocab_size=128_256, d_model=4096, n_layers=32, n_heads=32,
                              n_kv_heads=8, head_dim=128, d_ff=14336, rope_theta=500_000.0, norm_eps=1e-5,
-                             tie_embeddings=False, rope_scaling=_LLAMA3_ROPE, max_seq_len=8192),
+                             tie_embeddings=False, max_seq_len=8192),  # Llama 3 (3.1 adds _LLAMA3_ROPE)
 }
 
 # Parameter counts from the model cards / safetensors index of the released checkpoints.
