@@ -20,18 +20,19 @@ from __future__ import annotations
 import ml_collections
 
 
-def system(outputs: str = "", checkpoint: str = "", source: str = "", target: str = "") -> ml_collections.ConfigDict:
-  """One system under evaluation. source/target: the RM's and the policy's language (for the report grid)."""
-  # checkpoint_format: auto | hf | xlra (an xlra model directory, xlra.models.checkpoint_io)
+def system(outputs: str = "", checkpoint: str = "", source: str = "", target: str = "",
+           tokenizer: str = "") -> ml_collections.ConfigDict:
+  """One system under evaluation. source/target: the RM's and the policy's language (for the report grid).
+  checkpoint_format: auto | hf | xlra (an xlra model directory); tokenizer: its directory, "" = the checkpoint's."""
   return ml_collections.ConfigDict({"outputs": outputs, "checkpoint": checkpoint, "checkpoint_format": "auto",
-                                    "source": source, "target": target})
+                                    "tokenizer": tokenizer, "source": source, "target": target})
 
 
 def judge(kind: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       "kind": kind,  # oracle | local | http | none (for the second judge only)
       "oracle": {"quality_fn": ""},  # "module:function" replacing the testbed's q; "" = testbed
-      "local": {"path": "", "checkpoint_format": "auto", "dtype": "float32", "batch_size": 8, "max_len": 0,
+      "local": {"path": "", "checkpoint_format": "auto", "tokenizer": "", "dtype": "float32", "batch_size": 8, "max_len": 0,
                 "min_bucket": 64, "chat_template": "auto"},
       "http": {"base_url": "http://127.0.0.1:8000/v1", "model": "", "api_key_env": "", "timeout": 60.0,
                "max_retries": 5, "backoff": 1.0, "backoff_max": 60.0, "max_concurrency": 4, "request_budget": 0,

@@ -40,7 +40,7 @@ def generate_outputs(system: ml_collections.ConfigDict, config: ml_collections.C
 
   gc = config.generation
   rows = read_prompts(config.prompts, config.task)
-  tok = load_tokenizer(system.checkpoint)
+  tok = load_tokenizer(system.tokenizer or system.checkpoint)
   model = load_lm(system.checkpoint, system.checkpoint_format)
   graphdef, params = nnx.split(model)
   sampler = Sampler(graphdef, SamplingConfig(max_new_tokens=gc.max_new_tokens, eos_id=tok.eos_token_id,

@@ -84,7 +84,7 @@ def build_judge(jc: ml_collections.ConfigDict, workdir: str) -> base.Judge | Non
       raise ValueError("config.judge.local.path is empty: name a Hugging Face or xlra model directory")
     cfg = LocalJudgeConfig(batch_size=lc.batch_size, max_len=lc.max_len, min_bucket=lc.min_bucket,
                            chat_template=lc.chat_template)
-    return LocalJudge.from_checkpoint(lc.path, cfg, dtype=lc.dtype, fmt=lc.checkpoint_format)
+    return LocalJudge.from_checkpoint(lc.path, cfg, dtype=lc.dtype, fmt=lc.checkpoint_format, tokenizer=lc.tokenizer)
   raise ValueError(f"config.judge.kind={jc.kind!r}: choose oracle, local, http (or none for judge2)")
 
 
@@ -218,8 +218,9 @@ def _systems(config: ml_collections.ConfigDict) -> dict[str, Any]:
       raise ValueError(f"config.system_outputs entry {item!r}: expected NAME=PATH")
     if name in systems or name == config.baseline_name:
       raise ValueError(f"config.system_outputs: system name {name!r} is used twice")
-    systems[name] = ml_collections.ConfigDict({"outputs": path, "checkpoint": "", "checkpoint_format": "auto",
-                                               "source": "", "target": ""})
+    # The fields of configs/eval.py's system(), read off the baseline's block, all empty but the outputs.
+    systems[name] = ml_collections.ConfigDict({**{k: "" for k in config.baseline}, "outputs": path,
+                                               "checkpoint_format": "auto"})
   if not systems:
     raise ValueError("no systems to evaluate: set config.systems (configs/eval.py: system(...)) or "
                      "--config.system_outputs=NAME=PATH,...")

@@ -72,13 +72,15 @@ class LocalJudge(base.Judge):
 
   @classmethod
   def from_checkpoint(cls, path: str, config: LocalJudgeConfig | None = None, dtype: str = "float32",
-                      fmt: str = "auto", mesh=None) -> "LocalJudge":
-    """Judge from a Hugging Face checkpoint or an xlra model directory holding its tokenizer files."""
+                      fmt: str = "auto", tokenizer: str = "", mesh=None) -> "LocalJudge":
+    """Judge from a Hugging Face checkpoint or an xlra model directory; the tokenizer directory defaults to
+    `path` (HF checkpoints and `xlra convert` outputs hold their tokenizer files)."""
     import transformers
 
     from xlra.eval.checkpoints import load_lm
 
-    return cls(load_lm(path, fmt, dtype, mesh), transformers.AutoTokenizer.from_pretrained(path), config, mesh)
+    tok = transformers.AutoTokenizer.from_pretrained(tokenizer or path)
+    return cls(load_lm(path, fmt, dtype, mesh), tok, config, mesh)
 
   # ---- tokens ---------------------------------------------------------------------------------------
 
