@@ -32,8 +32,8 @@ def judge(kind: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       "kind": kind,  # oracle | local | http | none (for the second judge only)
       "oracle": {"quality_fn": ""},  # "module:function" replacing the testbed's q; "" = testbed
-      "local": {"path": "", "checkpoint_format": "auto", "tokenizer": "", "dtype": "float32", "batch_size": 8, "max_len": 0,
-                "min_bucket": 64, "chat_template": "auto"},
+      "local": {"path": "", "checkpoint_format": "auto", "tokenizer": "", "dtype": "float32", "batch_size": 8,
+                "max_len": 0, "min_bucket": 64, "chat_template": "auto"},
       "http": {"base_url": "http://127.0.0.1:8000/v1", "model": "", "api_key_env": "", "timeout": 60.0,
                "max_retries": 5, "backoff": 1.0, "backoff_max": 60.0, "max_concurrency": 4, "request_budget": 0,
                "temperature": 0.0, "max_tokens": 2, "logprobs": True, "top_logprobs": 5,
