@@ -134,7 +134,10 @@ class HttpJudge(base.Judge):
       with urllib.request.urlopen(request, timeout=self.config.timeout) as resp:
         raw = resp.read()
     except urllib.error.HTTPError as e:
-      detail = e.read()[:300].decode("utf-8", "replace")
+      try:
+        detail = e.read()[:300].decode("utf-8", "replace")
+      except OSError:  # the error body itself was cut off
+        detail = ""
       retry_after = _retry_after(e.headers.get("Retry-After") if e.headers else None)
       retryable = e.code in (408, 429) or 500 <= e.code < 600
       raise _Failure(base.HTTP, f"HTTP {e.code} from {url}: {detail}", retryable, retry_after) from None
