@@ -3,7 +3,7 @@ biases that q does not reward (the language-specific artifacts the paper suspect
 passes on to the policy).
 
 An annotator's utility for an output is u = q + bias, with
-  bias = length * (words / budget)          (e.g. German annotators favour longer outputs)
+  bias = length * (words - reference words) / budget   (e.g. German annotators favour longer outputs)
        + polite * [starts with a polite phrase]   (e.g. Spanish annotators favour politeness, asked or not)
 Pairwise (OpenAssistant-like): P(a preferred over b) = sigmoid((u_a - u_b) / temperature), Bradley-Terry.
 Pointwise (Seahorse question-6-like): P(good) = sigmoid((u - threshold) / pointwise_temperature).
@@ -28,7 +28,7 @@ from xlra.data.testbed import langs
 from xlra.data.testbed.langs.base import joined
 from xlra.data.testbed.quality import quality
 from xlra.data.testbed.seeding import Stream
-from xlra.data.testbed.tasks import Example
+from xlra.data.testbed.tasks import BUDGET_SLACK, Example
 
 DEFAULT_TEMPERATURE = 0.35
 # Language-specific tastes that q does not share; `bias=None` in the functions below means these.
@@ -63,8 +63,9 @@ class Annotator:
     if not b:
       return 0.0
     out = 0.0
-    if b.get("length"):
-      out += b["length"] * len(output.split()) / ex.constraints["budget"]
+    if b.get("length"):  # relative to the reference's length, so it tilts judgements without an offset
+      budget = ex.constraints["budget"]
+      out += b["length"] * (len(output.split()) - (budget - BUDGET_SLACK)) / budget
     if b.get("polite"):
       j = joined(output[:200])
       out += b["polite"] * any(j.startswith(joined(p)) for p in langs.get(ex.lang).polite)

@@ -73,8 +73,7 @@ def render(ex: Example, spec: dict, lang: str | None = None) -> str:
   """Writes a response spec. `lang` (or the spec's own `lang`, the wrong-language corruption) picks the
   writing language; the default is the example's."""
   writer = langs.get(spec["lang"] or lang or ex.lang)
-  overrides = {k: v for k, v in spec["overrides"].items()}
-  sentence = writer.lead(world.slots(ex.world["event"], writer, spec["include"], overrides), spec["variant"])
+  sentence = writer.lead(world.slots(ex.world["event"], writer, spec["include"], spec["overrides"]), spec["variant"])
   parts = [sentence]
   if spec["repeat"] == 1:  # the whole sentence twice
     parts.append(sentence)

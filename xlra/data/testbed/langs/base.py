@@ -68,7 +68,7 @@ class Event:
 
 
 class Language:
-  """Base class: subclasses fill the lexicon attributes and implement the renderers below."""
+  """Base class: subclasses fill the lexicon and templates and implement date, loc and lead."""
 
   code: str
   english_name: str
@@ -121,26 +121,42 @@ class Language:
     """One sentence stating the event with whatever slots are set. Variant 1 fronts the date."""
     raise NotImplementedError
 
+  # Fixed-shape sentences are str.format templates with the fields of `_fields`: {actor} {org}
+  # {loc} ("in <place>") {date} {noun} (the noun phrase, with the number when there is one) {g} (the
+  # Russian feminine past-tense ending, "" or "а"); requests also have {a} {A} {b} (the two requested
+  # facts, {A} capitalised) and {k}; plan lists {items}.
+  follow_templates: dict[str, str]  # org / date / place / qty: an article sentence for a fact the lead left out
+  distractor_templates: tuple[str, str, str]  # another, similar event: 0 date/actor/org/place, 1 actor/place/qty,
+                                              # 2 actor/org; its names and numbers must not reach a good output
+  instruction_text: str  # the summarization instruction
+  request_template: str  # the dialog request
+  polite_request: str  # appended to the request when politeness is asked for
+  plans_template: str
+  alt_plans_template: str  # another person's topics (distractors)
+
+  def _fields(self, s: Slots) -> dict:
+    return {"actor": s.actor, "org": s.org, "loc": self.loc(s.place) if s.place else None, "date": s.date,
+            "noun": self.noun(s.kind, s.qty), "g": "" if s.gender == "m" else "а"}
+
   def follow(self, slot: str, s: Slots) -> str:
-    """An article sentence giving one fact the lead left out."""
-    raise NotImplementedError
+    return self.follow_templates[slot].format(**self._fields(s))
 
   def distractor(self, template: int, d: Slots) -> str:
-    """A sentence about another, similar event (template 0: date/actor/org/place; 1: actor/place/qty;
-    2: actor/org). Its names and numbers must not appear in a good output."""
-    raise NotImplementedError
+    return self.distractor_templates[template].format(**self._fields(d))
 
   def instruction(self) -> str:
-    raise NotImplementedError
+    return self.instruction_text
 
   def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
-    raise NotImplementedError
+    a, b = (self.slot_names[x] for x in ask)
+    text = self.request_template.format(actor=actor, a=a, A=a[:1].upper() + a[1:], b=b, k=self.count_words[k - 1])
+    return text + (" " + self.polite_request if polite else "")
 
   def plans(self, items: list[str]) -> str:
-    raise NotImplementedError
+    return self.plans_template.format(items=self.join(items))
 
   def alt_plans(self, actor: str, items: list[str]) -> str:
-    raise NotImplementedError
+    return self.alt_plans_template.format(actor=actor, items=self.join(items))
 
 
 def opt(prefix: str, value: str | None, suffix: str = "") -> str:

@@ -36,6 +36,16 @@ class German(Language):
                 "Weitere Schritte sind geplant.", "Der Stadtrat unterstützte die Idee.",
                 "Das Wetter war an diesem Tag gut.", "Viele Freiwillige halfen mit.")
   and_word = "und"
+  follow_templates = {"org": "{actor} arbeitet für {org}.", "date": "Das geschah am {date}.",
+                      "place": "Das Projekt liegt {loc}.", "qty": "Insgesamt waren es {noun}."}
+  distractor_templates = ("Am {date} hatte {actor} von {org} ein ähnliches Projekt {loc} angekündigt.",
+                          "Ein ähnliches Projekt von {actor} {loc} umfasste {noun}.",
+                          "{actor} von {org} kritisierte den Plan.")
+  instruction_text = "Fasse den folgenden Text auf Deutsch zusammen:"
+  request_template = "Zu {actor}: Nenne {a}, {b} und {k} der Pläne. Antworte auf Deutsch."
+  polite_request = "Bitte antworte höflich."
+  plans_template = "Pläne: {items}."
+  alt_plans_template = "{actor} schlägt andere Themen vor: {items}."
 
   def date(self, day: int, month: int, year: int) -> str:
     return f"{day}. {self.months[month - 1]} {year}"
@@ -48,33 +58,3 @@ class German(Language):
     if variant == 1 and s.date is not None:
       return f"Am {s.date} {v} {s.actor}{opt(' von ', s.org)}{place} {obj}."
     return f"{s.actor}{opt(' von ', s.org)} {v}{opt(' am ', s.date)}{place} {obj}."
-
-  def follow(self, slot: str, s: Slots) -> str:
-    if slot == "org":
-      return f"{s.actor} arbeitet für {s.org}."
-    if slot == "date":
-      return f"Das geschah am {s.date}."
-    if slot == "place":
-      return f"Das Projekt liegt {self.loc(s.place)}."
-    return f"Insgesamt waren es {self.noun(s.kind, s.qty)}."
-
-  def distractor(self, template: int, d: Slots) -> str:
-    if template == 0:
-      return f"Am {d.date} hatte {d.actor} von {d.org} ein ähnliches Projekt {self.loc(d.place)} angekündigt."
-    if template == 1:
-      return f"Ein ähnliches Projekt von {d.actor} {self.loc(d.place)} umfasste {self.noun(d.kind, d.qty)}."
-    return f"{d.actor} von {d.org} kritisierte den Plan."
-
-  def instruction(self) -> str:
-    return "Fasse den folgenden Text auf Deutsch zusammen:"
-
-  def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
-    a, b = (self.slot_names[x] for x in ask)
-    text = f"Zu {actor}: Nenne {a}, {b} und {self.count_words[k - 1]} der Pläne. Antworte auf Deutsch."
-    return text + (" Bitte antworte höflich." if polite else "")
-
-  def plans(self, items: list[str]) -> str:
-    return f"Pläne: {self.join(items)}."
-
-  def alt_plans(self, actor: str, items: list[str]) -> str:
-    return f"{actor} schlägt andere Themen vor: {self.join(items)}."

@@ -34,6 +34,15 @@ class English(Language):
                 "The city council supported the idea.", "The weather was fine that day.",
                 "Many volunteers helped out.")
   and_word = "and"
+  follow_templates = {"org": "{actor} works for {org}.", "date": "This happened on {date}.",
+                      "place": "The project is {loc}.", "qty": "In total, there were {noun}."}
+  distractor_templates = ("On {date}, {actor} of {org} had announced a similar project {loc}.",
+                          "A similar project by {actor} {loc} had {noun}.", "{actor} of {org} criticised the plan.")
+  instruction_text = "Summarize the following text in English:"
+  request_template = "About {actor}: give {a}, {b} and {k} of the plans. Answer in English."
+  polite_request = "Please answer politely."
+  plans_template = "Plans: {items}."
+  alt_plans_template = "{actor} suggests other topics: {items}."
 
   def number(self, n: int) -> str:
     return f"{n:,}"
@@ -49,33 +58,3 @@ class English(Language):
     if variant == 1 and s.date is not None:
       return f"On {s.date}, {s.actor}{opt(' of ', s.org)} {v} {obj}{place}."
     return f"{s.actor}{opt(' of ', s.org)} {v} {obj}{place}{opt(' on ', s.date)}."
-
-  def follow(self, slot: str, s: Slots) -> str:
-    if slot == "org":
-      return f"{s.actor} works for {s.org}."
-    if slot == "date":
-      return f"This happened on {s.date}."
-    if slot == "place":
-      return f"The project is {self.loc(s.place)}."
-    return f"In total, there were {self.noun(s.kind, s.qty)}."
-
-  def distractor(self, template: int, d: Slots) -> str:
-    if template == 0:
-      return f"On {d.date}, {d.actor} of {d.org} had announced a similar project {self.loc(d.place)}."
-    if template == 1:
-      return f"A similar project by {d.actor} {self.loc(d.place)} had {self.noun(d.kind, d.qty)}."
-    return f"{d.actor} of {d.org} criticised the plan."
-
-  def instruction(self) -> str:
-    return "Summarize the following text in English:"
-
-  def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
-    a, b = (self.slot_names[x] for x in ask)
-    text = f"About {actor}: give {a}, {b} and {self.count_words[k - 1]} of the plans. Answer in English."
-    return text + (" Please answer politely." if polite else "")
-
-  def plans(self, items: list[str]) -> str:
-    return f"Plans: {self.join(items)}."
-
-  def alt_plans(self, actor: str, items: list[str]) -> str:
-    return f"{actor} suggests other topics: {self.join(items)}."

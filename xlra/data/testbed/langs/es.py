@@ -34,6 +34,15 @@ class Spanish(Language):
   background = ("Los vecinos celebraron la noticia.", "La planificación duró dos años.", "Se planean más pasos.",
                 "El ayuntamiento apoyó la idea.", "Ese día hizo buen tiempo.", "Muchos voluntarios ayudaron.")
   and_word = "y"
+  follow_templates = {"org": "{actor} trabaja para {org}.", "date": "Esto ocurrió el {date}.",
+                      "place": "El proyecto está {loc}.", "qty": "En total fueron {noun}."}
+  distractor_templates = ("El {date}, {actor}, de {org}, había anunciado un proyecto similar {loc}.",
+                          "Un proyecto similar de {actor} {loc} tuvo {noun}.", "{actor}, de {org}, criticó el plan.")
+  instruction_text = "Resume el siguiente texto en español:"
+  request_template = "Sobre {actor}: indica {a}, {b} y {k} de los planes. Responde en español."
+  polite_request = "Por favor, responde con cortesía."
+  plans_template = "Planes: {items}."
+  alt_plans_template = "{actor} propone otros temas: {items}."
 
   def date(self, day: int, month: int, year: int) -> str:
     return f"{day} de {self.months[month - 1]} de {year}"
@@ -46,33 +55,3 @@ class Spanish(Language):
     if variant == 1 and s.date is not None:
       return f"El {s.date}, {s.actor}{opt(', de ', s.org, ',')} {v} {obj}{place}."
     return f"{s.actor}{opt(', de ', s.org, ',')} {v} {obj}{place}{opt(' el ', s.date)}."
-
-  def follow(self, slot: str, s: Slots) -> str:
-    if slot == "org":
-      return f"{s.actor} trabaja para {s.org}."
-    if slot == "date":
-      return f"Esto ocurrió el {s.date}."
-    if slot == "place":
-      return f"El proyecto está {self.loc(s.place)}."
-    return f"En total fueron {self.noun(s.kind, s.qty)}."
-
-  def distractor(self, template: int, d: Slots) -> str:
-    if template == 0:
-      return f"El {d.date}, {d.actor}, de {d.org}, había anunciado un proyecto similar {self.loc(d.place)}."
-    if template == 1:
-      return f"Un proyecto similar de {d.actor} {self.loc(d.place)} tuvo {self.noun(d.kind, d.qty)}."
-    return f"{d.actor}, de {d.org}, criticó el plan."
-
-  def instruction(self) -> str:
-    return "Resume el siguiente texto en español:"
-
-  def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
-    a, b = (self.slot_names[x] for x in ask)
-    text = f"Sobre {actor}: indica {a}, {b} y {self.count_words[k - 1]} de los planes. Responde en español."
-    return text + (" Por favor, responde con cortesía." if polite else "")
-
-  def plans(self, items: list[str]) -> str:
-    return f"Planes: {self.join(items)}."
-
-  def alt_plans(self, actor: str, items: list[str]) -> str:
-    return f"{actor} propone otros temas: {self.join(items)}."

@@ -38,6 +38,16 @@ class Russian(Language):
   background = ("Жители приветствовали эту новость.", "Подготовка заняла два года.", "Запланированы новые шаги.",
                 "Городской совет поддержал идею.", "В тот день была хорошая погода.", "Помогали многие волонтёры.")
   and_word = "и"
+  follow_templates = {"org": "{actor} работает в компании «{org}».", "date": "Это произошло {date} года.",
+                      "place": "Проект находится {loc}.", "qty": "Всего было {noun}."}
+  distractor_templates = ("{date} года {actor} из компании «{org}» объявил{g} о похожем проекте {loc}.",
+                          "В похожем проекте {loc} участвовал{g} {actor}, там было {noun}.",
+                          "{actor} из компании «{org}» раскритиковал{g} этот план.")
+  instruction_text = "Кратко изложи следующий текст на русском языке:"
+  request_template = "Речь о проекте: {actor}. Назови {a}, {b} и {k} из планов. Ответь по-русски."
+  polite_request = "Пожалуйста, ответь вежливо."
+  plans_template = "Планы: {items}."
+  alt_plans_template = "{actor} предлагает другие темы: {items}."
 
   def number(self, n: int) -> str:
     return f"{n:,}".replace(",", " ")
@@ -52,44 +62,8 @@ class Russian(Language):
   def _org(org: str | None) -> str:
     return opt(" из компании «", org, "»")
 
-  @staticmethod
-  def _g(gender: str, m: str, f: str) -> str:
-    return m if gender == "m" else f
-
   def lead(self, s: Slots, variant: int) -> str:
     v, place, obj = self.verb(s.kind, s.gender), opt(" ", s.place and self.loc(s.place)), self.noun(s.kind, s.qty)
     if variant == 1 and s.date is not None:
       return f"{s.date} года {s.actor}{self._org(s.org)} {v}{place} {obj}."
     return f"{s.actor}{self._org(s.org)} {v} {obj}{place}{opt(' ', s.date, ' года')}."
-
-  def follow(self, slot: str, s: Slots) -> str:
-    if slot == "org":
-      return f"{s.actor} работает в компании «{s.org}»."
-    if slot == "date":
-      return f"Это произошло {s.date} года."
-    if slot == "place":
-      return f"Проект находится {self.loc(s.place)}."
-    return f"Всего было {self.noun(s.kind, s.qty)}."
-
-  def distractor(self, template: int, d: Slots) -> str:
-    if template == 0:
-      return (f"{d.date} года {d.actor}{self._org(d.org)} {self._g(d.gender, 'объявил', 'объявила')} "
-              f"о похожем проекте {self.loc(d.place)}.")
-    if template == 1:
-      return (f"В похожем проекте {self.loc(d.place)} {self._g(d.gender, 'участвовал', 'участвовала')} "
-              f"{d.actor}, там было {self.noun(d.kind, d.qty)}.")
-    return f"{d.actor}{self._org(d.org)} {self._g(d.gender, 'раскритиковал', 'раскритиковала')} этот план."
-
-  def instruction(self) -> str:
-    return "Кратко изложи следующий текст на русском языке:"
-
-  def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
-    a, b = (self.slot_names[x] for x in ask)
-    text = f"Речь о проекте: {actor}. Назови {a}, {b} и {self.count_words[k - 1]} из планов. Ответь по-русски."
-    return text + (" Пожалуйста, ответь вежливо." if polite else "")
-
-  def plans(self, items: list[str]) -> str:
-    return f"Планы: {self.join(items)}."
-
-  def alt_plans(self, actor: str, items: list[str]) -> str:
-    return f"{actor} предлагает другие темы: {self.join(items)}."

@@ -49,6 +49,16 @@ class Turkish(Language):
                 "Yeni adımlar planlanıyor.", "Belediye meclisi fikri destekledi.", "O gün hava güzeldi.",
                 "Birçok gönüllü yardım etti.")
   and_word = "ve"
+  follow_templates = {"org": "{actor}, {org} şirketinde çalışıyor.", "date": "Bu olay {date} tarihinde gerçekleşti.",
+                      "place": "Proje {loc} bulunuyor.", "qty": "Toplamda {noun} söz konusu."}
+  distractor_templates = ("{date} tarihinde {org} yöneticisi {actor}, {loc} benzer bir proje duyurmuştu.",
+                          "{actor} tarafından {loc} yapılan benzer bir projede {noun} vardı.",
+                          "{org} yöneticisi {actor} planı eleştirdi.")
+  instruction_text = "Aşağıdaki metni Türkçe özetle:"
+  request_template = "Konu: {actor}. {A}, {b} ve planlardan {k} tanesini söyle. Türkçe cevap ver."
+  polite_request = "Lütfen kibar ol."
+  plans_template = "Planlar: {items}."
+  alt_plans_template = "{actor} başka konular öneriyor: {items}."
 
   def date(self, day: int, month: int, year: int) -> str:
     return f"{day} {self.months[month - 1]} {year}"
@@ -63,33 +73,3 @@ class Turkish(Language):
     if variant == 1 and s.date is not None:
       return f"{s.date} tarihinde {who}{place} {obj} {v}."
     return f"{who}{opt(', ', s.date, ' tarihinde')}{place} {obj} {v}."
-
-  def follow(self, slot: str, s: Slots) -> str:
-    if slot == "org":
-      return f"{s.actor}, {s.org} şirketinde çalışıyor."
-    if slot == "date":
-      return f"Bu olay {s.date} tarihinde gerçekleşti."
-    if slot == "place":
-      return f"Proje {self.loc(s.place)} bulunuyor."
-    return f"Toplamda {self.noun(s.kind, s.qty)} söz konusu."
-
-  def distractor(self, template: int, d: Slots) -> str:
-    if template == 0:
-      return f"{d.date} tarihinde {d.org} yöneticisi {d.actor}, {self.loc(d.place)} benzer bir proje duyurmuştu."
-    if template == 1:
-      return f"{d.actor} tarafından {self.loc(d.place)} yapılan benzer bir projede {self.noun(d.kind, d.qty)} vardı."
-    return f"{d.org} yöneticisi {d.actor} planı eleştirdi."
-
-  def instruction(self) -> str:
-    return "Aşağıdaki metni Türkçe özetle:"
-
-  def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
-    a, b = (self.slot_names[x] for x in ask)
-    text = f"Konu: {actor}. {a.capitalize()}, {b} ve planlardan {self.count_words[k - 1]} tanesini söyle. Türkçe cevap ver."
-    return text + (" Lütfen kibar ol." if polite else "")
-
-  def plans(self, items: list[str]) -> str:
-    return f"Planlar: {self.join(items)}."
-
-  def alt_plans(self, actor: str, items: list[str]) -> str:
-    return f"{actor} başka konular öneriyor: {self.join(items)}."

@@ -35,6 +35,16 @@ class Vietnamese(Language):
                 "Các bước tiếp theo đang được lên kế hoạch.", "Hội đồng thành phố ủng hộ ý tưởng này.",
                 "Hôm đó thời tiết đẹp.", "Nhiều tình nguyện viên đã giúp đỡ.")
   and_word = "và"
+  follow_templates = {"org": "{actor} làm việc cho công ty {org}.", "date": "Sự kiện diễn ra vào ngày {date}.",
+                      "place": "Dự án nằm {loc}.", "qty": "Tổng cộng có {noun}."}
+  distractor_templates = ("Ngày {date}, {actor} của công ty {org} đã công bố một dự án tương tự {loc}.",
+                          "Một dự án tương tự của {actor} {loc} có {noun}.",
+                          "{actor} của công ty {org} đã phê phán kế hoạch này.")
+  instruction_text = "Hãy tóm tắt văn bản sau bằng tiếng Việt:"
+  request_template = "Về {actor}: hãy nêu {a}, {b} và {k} kế hoạch. Trả lời bằng tiếng Việt."
+  polite_request = "Xin hãy trả lời lịch sự."
+  plans_template = "Kế hoạch: {items}."
+  alt_plans_template = "{actor} đề xuất chủ đề khác: {items}."
 
   def person(self, first: int, last: int) -> tuple[str, str]:
     name, gender = self.first_names[first]
@@ -52,34 +62,3 @@ class Vietnamese(Language):
     if variant == 1 and s.date is not None:
       return f"Ngày {s.date}, {s.actor}{org} đã {v} {obj}{place}."
     return f"{s.actor}{org} đã {v} {obj}{place}{opt(' vào ngày ', s.date)}."
-
-  def follow(self, slot: str, s: Slots) -> str:
-    if slot == "org":
-      return f"{s.actor} làm việc cho công ty {s.org}."
-    if slot == "date":
-      return f"Sự kiện diễn ra vào ngày {s.date}."
-    if slot == "place":
-      return f"Dự án nằm {self.loc(s.place)}."
-    return f"Tổng cộng có {self.noun(s.kind, s.qty)}."
-
-  def distractor(self, template: int, d: Slots) -> str:
-    if template == 0:
-      return (f"Ngày {d.date}, {d.actor} của công ty {d.org} đã công bố một dự án tương tự "
-              f"{self.loc(d.place)}.")
-    if template == 1:
-      return f"Một dự án tương tự của {d.actor} {self.loc(d.place)} có {self.noun(d.kind, d.qty)}."
-    return f"{d.actor} của công ty {d.org} đã phê phán kế hoạch này."
-
-  def instruction(self) -> str:
-    return "Hãy tóm tắt văn bản sau bằng tiếng Việt:"
-
-  def request(self, actor: str, ask: list[str], k: int, polite: bool) -> str:
-    a, b = (self.slot_names[x] for x in ask)
-    text = f"Về {actor}: hãy nêu {a}, {b} và {self.count_words[k - 1]} kế hoạch. Trả lời bằng tiếng Việt."
-    return text + (" Xin hãy trả lời lịch sự." if polite else "")
-
-  def plans(self, items: list[str]) -> str:
-    return f"Kế hoạch: {self.join(items)}."
-
-  def alt_plans(self, actor: str, items: list[str]) -> str:
-    return f"{actor} đề xuất chủ đề khác: {self.join(items)}."
