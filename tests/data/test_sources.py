@@ -178,3 +178,15 @@ def test_real_summarization_samples(name, lang):
   assert recs and skips.skipped == 0
   assert all(r["prompt"].startswith("Summarize the following text in ") and r["response"] for r in recs)
   assert os.path.basename(name) in skips.what or name in skips.what
+
+
+def test_loaders_take_hugging_face_datasets(tmp_path):
+  """`load_hub` (datasets.load_dataset) on local files; the rows feed the loaders unchanged."""
+  path = tmp_path / "xlsum.jsonl"
+  rows = [{"gem_id": f"xlsum_spanish-validation-{i}", "text": f"Artículo {i}.", "target": f"Resumen {i}."}
+          for i in range(3)]
+  path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+  ds = sources.load_hub("json", data_files=str(path), split="train")
+  recs, skips = sources.load_summarization(ds, "es", name="GEM/xlsum")
+  assert [r["id"] for r in recs] == [r["gem_id"] for r in rows] and recs[2]["response"] == "Resumen 2."
+  assert sources.articles_from_rows(ds)["xlsum_spanish-validation-1"] == "Artículo 1."

@@ -239,3 +239,20 @@ def test_translated_candidates_keep_their_corruption():
       target = tb.translate(ex, "es")
       text = tb.translate_candidate(ex, spec, "es", target_ex=target)
       assert tb.quality(target, text) < tb.quality(target, target.reference)
+
+
+def test_translate_pairs_keeps_the_annotators_choice():
+  exs = tb.generate_split("de", "summarize", "rm_train", 60, 0)
+  pairs = tb.preference_pairs(exs, tb.Annotator(), 0)
+  index = {e.id: e for e in exs}
+  clean = tb.translate_pairs(pairs, index, "vi")
+  same = []
+  for p, t in zip(pairs, clean):
+    assert t["lang"] == "vi" and t["source_lang"] == "de" and t["id"] == p["id"] + "@vi"
+    assert t["prompt"] == tb.translate(index[p["example_id"]], "vi").prompt
+    if p["q_chosen"] != p["q_rejected"]:
+      same.append((t["q_chosen"] > t["q_rejected"]) == (p["q_chosen"] > p["q_rejected"]))
+  # Without errors the gold order mostly survives (lengths, and so length penalties, change with the language).
+  assert sum(same) / len(same) > 0.9, sum(same) / len(same)
+  noisy = tb.translate_pairs(pairs, index, "vi", error_rate=0.5, seed=2)
+  assert sum(a["chosen"] != b["chosen"] for a, b in zip(clean, noisy)) > 10

@@ -28,6 +28,7 @@ API (everything deterministic from its seed):
   render(example, spec, lang=None) -> str;  reference_spec(example) -> spec
   translate(example, to_lang, error_rate=0.0, seed=0) -> Example
   translate_candidate(example, spec, to_lang, error_rate=0.0, seed=0) -> str
+  translate_pairs(pairs, tb.index(), to_lang, error_rate=0.0, seed=0) -> [dict]   translate-train RM data
   Stream(*key)                                  the named random stream every draw comes from
 
 Modules: langs/ (one per language: lexicon and sentence renderers), world (events and values), tasks
@@ -42,9 +43,9 @@ from xlra.data.testbed.seeding import Stream
 from xlra.data.testbed.splits import (SPLITS, Testbed, base_corpus, build, generate_split, pointwise_examples,
                                       preference_pairs)
 from xlra.data.testbed.tasks import TASKS, Example, reference_spec, render
-from xlra.data.testbed.translate import translate, translate_candidate
+from xlra.data.testbed.translate import translate, translate_candidate, translate_pairs
 
 __all__ = ["DEFAULT_BIASES", "KINDS", "LANGUAGES", "SPLITS", "TASKS", "Annotator", "Example", "Stream", "Testbed",
            "agreement", "base_corpus", "build", "corrupt", "generate_split", "pairwise_preferences",
            "pointwise_examples", "pointwise_labels", "preference_pairs", "quality", "quality_parts",
-           "reference_spec", "render", "sample_candidate", "translate", "translate_candidate"]
+           "reference_spec", "render", "sample_candidate", "translate", "translate_candidate", "translate_pairs"]

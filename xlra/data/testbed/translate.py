@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from typing import Mapping
 
 from xlra.data.testbed import langs
 from xlra.data.testbed.langs.base import OPTIONAL_SLOTS, Language
@@ -84,3 +85,24 @@ def translate_candidate(source_ex: Example, spec: dict, to_lang: str, error_rate
 def _squeeze(text: str) -> str:
   """Removes the double spaces a lost sentence leaves."""
   return "\n".join(" ".join(line.split()) for line in text.split("\n"))
+
+
+def translate_pairs(pairs: list[dict], examples: Mapping[str, Example], to_lang: str, error_rate: float = 0.0,
+                    seed: int = 0) -> list[dict]:
+  """Translate-train of preference data: each pair's prompt and both responses written in `to_lang`
+  (with errors), the source annotator's choice kept. `examples` maps example ids to examples
+  (`Testbed.index()`). q_chosen / q_rejected are recomputed on the translated texts, so they show how
+  often translation flipped the gold order."""
+  from xlra.data.testbed.quality import quality
+  out, cache = [], {}
+  for p in pairs:
+    ex = examples[p["example_id"]]
+    if ex.id not in cache:
+      cache[ex.id] = translate(ex, to_lang, error_rate, seed)
+    target = cache[ex.id]
+    chosen = translate_candidate(ex, p["chosen_spec"], to_lang, error_rate, seed, target)
+    rejected = translate_candidate(ex, p["rejected_spec"], to_lang, error_rate, seed, target)
+    out.append({**p, "id": f"{p['id']}@{to_lang}", "example_id": target.id, "lang": to_lang, "prompt": target.prompt,
+                "chosen": chosen, "rejected": rejected, "q_chosen": quality(target, chosen),
+                "q_rejected": quality(target, rejected), "source_lang": ex.lang})
+  return out
