@@ -17,6 +17,8 @@ from flax import nnx
 from xlra.models.config import ModelConfig
 from xlra.models.transformer import Transformer
 
+torch.set_num_threads(2)  # the machine's cores are shared; more threads only contend
+
 VOCAB = 96
 _COMMON = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_attention_heads=4, num_key_value_heads=2,
                max_position_embeddings=64)

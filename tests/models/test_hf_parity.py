@@ -20,8 +20,6 @@ from xlra.models.hf import config_from_hf, load_hf, save_hf
 from xlra.models.presets import get_preset
 from xlra.models.transformer import Transformer
 
-torch.set_num_threads(2)
-
 
 def _max_diff(ours, ref, mask=None) -> float:
   diff = np.abs(np.asarray(ours, np.float32) - ref)

@@ -327,7 +327,7 @@ def load_hf(path: str, dtype: str = "float32", *, compute_dtype: str | None = No
     for t in table:
       var = _variable(model, t.path)
       assert tuple(var.get_value().shape) == t.shape, (t.name, var.get_value().shape, t.shape)
-      arr = t.to_ours(files.read(t.name)).astype(np_dtype)
+      arr = t.to_ours(files.read(t.name)).astype(np_dtype, copy=False)
       # each device copies only its own slice of this one host tensor
       var.set_value(jax.make_array_from_callback(arr.shape, sharding_of(var), lambda idx, arr=arr: arr[idx]))
       del arr
