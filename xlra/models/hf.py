@@ -270,7 +270,12 @@ class _SafetensorsDir:
     return tuple(self._file(self.where[name]).get_slice(name).get_shape())
 
   def read(self, name: str) -> np.ndarray:
-    return self._file(self.where[name]).get_tensor(name)  # bfloat16 arrives as ml_dtypes.bfloat16
+    try:
+      return self._file(self.where[name]).get_tensor(name)  # bfloat16 arrives as ml_dtypes.bfloat16
+    except TypeError as e:  # older safetensors cannot hand bfloat16 to numpy (safetensors issue #598)
+      import safetensors
+      raise TypeError(f"{self.path}: reading {name!r} failed ({e}); safetensors {safetensors.__version__} "
+                      f"lacks numpy bfloat16 support: upgrade it (tested with 0.8)") from e
 
 
 def _language_prefix(names: Mapping[str, Any], path: str) -> str:
