@@ -84,7 +84,7 @@ def test_bon_job_rerun_is_a_no_op(run_dir):
 
 def test_load_policy_rejects_a_reward_model(run_dir):
   config, _, _ = run_dir
-  with pytest.raises(ValueError, match="holds a reward model"):
+  with pytest.raises(ValueError, match="holds a scalar"):
     job.load_policy(config.rm_checkpoint)
   with pytest.raises(FileNotFoundError, match="config.policy_checkpoint"):
     job.load_policy(os.path.dirname(config.rm_checkpoint) + "/nowhere")

@@ -26,8 +26,7 @@ from absl import logging
 from flax import nnx
 
 from xlra import files
-from xlra.models.checkpoint_io import load_model
-from xlra.models.hf import load_hf
+from xlra.eval.checkpoints import load_lm
 from xlra.models.transformer import Transformer
 from xlra.parallel import mesh as mesh_lib
 from xlra.sampling.best_of_n import MAX_N, best_of_n
@@ -38,20 +37,12 @@ from xlra.train.scoring import RewardScorer
 OUTPUT, SUMMARY = "bon.jsonl", "bon_summary.json"
 
 
-def is_hf_dir(path: str) -> bool:
-  return os.path.exists(os.path.join(path, "config.json")) and not os.path.exists(os.path.join(path, "model.json"))
-
-
-def load_policy(path: str, mesh=None, rules=None, field: str = "config.policy_checkpoint") -> Transformer:
-  """The policy LM of a Hugging Face directory, an xlra model directory or a training workdir (model/)."""
+def load_policy(path: str, mesh=None, field: str = "config.policy_checkpoint") -> Transformer:
+  """The policy LM of a Hugging Face directory, an xlra model directory or a training workdir (its model/)."""
   if not path:
     raise ValueError(f"{field} is empty: name the policy's model directory, training workdir or HF directory")
-  if is_hf_dir(path):
-    return load_hf(path, mesh=mesh, rules=rules)
-  model = load_model(resolve_model_dir(path, field), mesh=mesh, rules=rules)
-  if not isinstance(model, Transformer):
-    raise ValueError(f"{field}={path!r} holds a reward model, not a language model")
-  return model
+  hf = os.path.exists(os.path.join(path, "config.json")) and not os.path.exists(os.path.join(path, "model.json"))
+  return load_lm(path if hf else resolve_model_dir(path, field), mesh=mesh)
 
 
 def _validate(config: ml_collections.ConfigDict) -> None:
@@ -65,15 +56,19 @@ def _validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.max_prompts={config.max_prompts} must be >= 0 (0: all)")
 
 
-def load_prompts(config: ml_collections.ConfigDict, workdir: str):
-  """(rows {id, prompt, lang, task}, testbed Examples or None, tokenizer directory or None)."""
+def load_prompts(config: ml_collections.ConfigDict, workdir: str, data=None):
+  """(rows {id, prompt, lang, task}, testbed Examples or None, tokenizer directory or None).
+
+  data: a prepared xlra.data.job.DataBundle (the pipeline's); None prepares config.data in
+  config.data_dir (or WORKDIR).
+  """
   if config.prompts:
     from xlra.eval.generate import read_prompts
     rows, examples, tok_dir = read_prompts(config.prompts, config.task), None, None
   else:
     from xlra.data.job import prepare
     task = {"dialog": "dialog", "summarization": "summarize"}.get(config.task, config.task)
-    bundle = prepare(config.data, config.data_dir or workdir)
+    bundle = data if data is not None else prepare(config.data, config.data_dir or workdir)
     examples = bundle.testbed.get(config.split, config.lang, task)
     rows = [{"id": e.id, "prompt": e.prompt, "lang": e.lang, "task": e.task} for e in examples]
     tok_dir = bundle.tokenizer_dir
@@ -87,18 +82,24 @@ def load_prompts(config: ml_collections.ConfigDict, workdir: str):
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> None:
   """The `xlra bon` job (see the module docstring)."""
+  run_best_of_n(config, workdir)
+
+
+def run_best_of_n(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict:
+  """Best-of-n of config.policy_checkpoint under config.rm_checkpoint; returns the summary (read back
+  when WORKDIR already holds a finished run). data: an optional prepared DataBundle (the pipeline's)."""
   from xlra.data.tokenizer import decode_response, encode_prompt, load_tokenizer
 
   _validate(config)
   out_path, summary_path = os.path.join(workdir, OUTPUT), os.path.join(workdir, SUMMARY)
   if os.path.exists(summary_path):
     logging.info("bon: %s exists; nothing to do", summary_path)
-    return
+    return files.read_json(summary_path)
   mesh = mesh_lib.make_mesh(dict(config.mesh))
   rules = mesh_lib.rules_from_config(config.sharding_rules)
-  rows, examples, data_tok = load_prompts(config, workdir)
+  rows, examples, data_tok = load_prompts(config, workdir, data)
   tok = load_tokenizer(config.tokenizer or data_tok or config.policy_checkpoint)
-  policy = load_policy(config.policy_checkpoint, mesh, rules)
+  policy = load_policy(config.policy_checkpoint, mesh)
   if len(tok) > policy.cfg.vocab_size:
     raise ValueError(f"the tokenizer has {len(tok)} tokens but the policy's vocab_size is {policy.cfg.vocab_size}; "
                      "set config.tokenizer to the policy's own tokenizer")
@@ -156,3 +157,4 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
   if jax.process_index() == 0:
     files.write_json(summary_path, summary)
   logging.info("bon: %s", summary)
+  return summary

@@ -115,6 +115,14 @@ def left_pad(prompts: Sequence[Sequence[int]], length: int, pad_id: int) -> tupl
   return tokens, mask
 
 
+def _to_host(x: jax.Array) -> np.ndarray:
+  """The whole array on every process (rows are spread over hosts in a multi-host run)."""
+  if not x.is_fully_addressable:
+    from jax.experimental import multihost_utils
+    x = multihost_utils.process_allgather(x, tiled=True)
+  return np.asarray(x)
+
+
 # ----------------------------------------------------------------------------------------------
 # The two model calls of the loop; importable so tests can check them against a full forward pass.
 
@@ -253,7 +261,7 @@ class Sampler:
     out = self._fn(n)(params, put(tokens, self._rows), put(mask, self._rows), put(ids, row),
                       jnp.asarray(first_sample, jnp.uint32), rng)
     r = b * n  # padding rows come after every real row (prompt-major order)
-    toks, logps, lengths, stopped = (np.asarray(x)[:r] for x in out)
+    toks, logps, lengths, stopped = (_to_host(x)[:r] for x in out)
     return SampleOutput(toks, logps, lengths, stopped)
 
   def _fn(self, n: int):
