@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from xlra.train.update import Batch, make_eval_step, make_train_step
+from xlra.train.update import Batch, make_eval_step, make_train_step, row_weights
 
 RM_LOSSES = ("pointwise", "pairwise")
 
@@ -46,10 +46,10 @@ def pointwise_loss(model: nnx.Module, batch: Batch, rng: jax.Array | None = None
   del rng
   s = model.score(batch["tokens"], batch["mask"])
   y = batch["label"].astype(jnp.float32)
+  w = row_weights(batch, s.shape[0])
   correct = ((s > 0).astype(jnp.float32) == y).astype(jnp.float32)
-  n = jnp.asarray(s.shape[0], jnp.float32)
-  return jnp.sum(bce_loss(s, y)), n, {"accuracy": jnp.sum(correct), "score": jnp.sum(s),
-                                      "positive_rate": jnp.sum(y)}
+  return jnp.sum(w * bce_loss(s, y)), jnp.sum(w), {"accuracy": jnp.sum(w * correct), "score": jnp.sum(w * s),
+                                                   "positive_rate": jnp.sum(w * y)}
 
 
 def pairwise_loss_fn(margin_scale: float = 0.0, center_coef: float = 0.0):
@@ -67,9 +67,9 @@ def pairwise_loss_fn(margin_scale: float = 0.0, center_coef: float = 0.0):
     per_pair = bradley_terry_loss(rc, rr, margin)
     if center_coef:
       per_pair = per_pair + center_coef * centering_loss(rc, rr)
-    stats = {"accuracy": jnp.sum((rc > rr).astype(jnp.float32)), "score_chosen": jnp.sum(rc),
-             "score_rejected": jnp.sum(rr)}
-    return jnp.sum(per_pair), jnp.asarray(b, jnp.float32), stats
+    w = row_weights(batch, b)
+    stats = {"accuracy": jnp.sum(w * (rc > rr)), "score_chosen": jnp.sum(w * rc), "score_rejected": jnp.sum(w * rr)}
+    return jnp.sum(w * per_pair), jnp.sum(w), stats
 
   return loss
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from xlra.train.update import Batch, make_eval_step, make_train_step
+from xlra.train.update import Batch, make_eval_step, make_train_step, row_weights
 
 
 def token_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -32,6 +32,7 @@ def sft_loss(model: nnx.Module, batch: Batch, rng: jax.Array | None = None):
                  segment_ids=batch.get("segment_ids"))
   targets = tokens[:, 1:]
   weights = (batch["loss_mask"][:, 1:] & batch["mask"][:, 1:]).astype(jnp.float32)
+  weights = weights * row_weights(batch, tokens.shape[0])[:, None]
   if "segment_ids" in batch:  # never predict across a packing boundary
     seg = batch["segment_ids"]
     weights = weights * (seg[:, 1:] == seg[:, :-1])

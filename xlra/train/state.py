@@ -45,11 +45,22 @@ def abstract_params(build: Callable[[], nnx.Module]) -> tuple[nnx.GraphDef, nnx.
   return split_params(nnx.eval_shape(build))
 
 
+_EAGER_INIT_MAX_PARAMS = 50_000_000
+
+
 def init_params(build: Callable[[], nnx.Module], mesh: Mesh, rules=mesh_lib.RULES) -> nnx.State:
-  """Fresh params created directly in their shards (no full host copy of a large model)."""
+  """Fresh params on their shardings.
+
+  Large models are created inside one jit with sharded outputs, so no device ever holds the whole
+  model. Small ones are created eagerly and then placed: compiling that jit costs seconds per run,
+  while the eager ops' compilations are cached for the whole process (tests, the pipeline's many
+  small models). Both give the same values.
+  """
   _, abstract = abstract_params(build)
   shardings = mesh_lib.tree_shardings(abstract, mesh, rules)
-  return jax.jit(lambda: split_params(build())[1], out_shardings=shardings)()
+  if count_params(abstract) > _EAGER_INIT_MAX_PARAMS:
+    return jax.jit(lambda: split_params(build())[1], out_shardings=shardings)()
+  return jax.device_put(split_params(build())[1], shardings)
 
 
 def state_shardings(state: TrainState, mesh: Mesh, rules=mesh_lib.RULES) -> TrainState:

@@ -30,6 +30,13 @@ Batch = Mapping[str, jax.Array]
 LossFn = Callable[[nnx.Module, Batch, jax.Array], tuple[jax.Array, jax.Array, dict[str, jax.Array]]]
 
 
+def row_weights(batch: Batch, rows: int) -> jax.Array:
+  """Per-row weights [rows]: `example_weight` when the batch has one (evaluation pads its last
+  batch with weight-0 rows so every batch has the compiled shape), else ones."""
+  w = batch.get("example_weight")
+  return jnp.ones((rows,), jnp.float32) if w is None else w.astype(jnp.float32)
+
+
 def split_microbatches(batch: Batch, n: int, mesh: Mesh | None = None) -> dict[str, jax.Array]:
   """[B, ...] -> [n, B/n, ...], microbatch i taking rows i, i+n, ... so that every device's
   contiguous shard of the batch contributes to every microbatch (no idle devices)."""

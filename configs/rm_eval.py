@@ -1,0 +1,32 @@
+"""The RM generalizability matrix: an RM per source language, each scored on every language's
+validation set, with the majority-class and longer-output baselines.
+
+    xlra rm-eval --config=configs/rm_eval.py:tiny --workdir=/tmp/xlra_rm_eval     # testbed, 6 RMs
+    xlra rm-eval --config=configs/rm_eval.py:ci --workdir=/tmp/xlra_rm_eval_ci
+    xlra rm-eval --config=configs/rm_eval.py:tiny --workdir=DIR --config.rm_dirs=en=/w/rm_en/model,de=/w/rm_de/model
+
+ARG is a configs/rm.py preset (the RMs' training config, under `rm`). With config.rm_dirs empty,
+the job trains one multilingual SFT model and then the RMs (finished ones are reused on a rerun).
+Writes WORKDIR/rm_accuracy.json, rm_accuracy.md and rm_accuracy.png.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import ml_collections
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rm.py")
+  spec = importlib.util.spec_from_file_location("xlra_configs_rm", path)
+  rm = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(rm)
+  c = ml_collections.ConfigDict()
+  c.rm = rm.get_config(arg)
+  langs = tuple(c.rm.data.languages) if arg in ("tiny", "ci") else ("de", "en", "es", "ru", "tr", "vi")
+  c.sources = langs  # one RM per source language
+  c.targets = langs  # validation sets
+  c.rm_dirs = ""  # LANG=MODEL_DIR,... to evaluate existing RMs instead of training them
+  return c

@@ -1,0 +1,146 @@
+"""Training checkpoints (orbax) and the resume order of every training job.
+
+    WORKDIR/checkpoints/<step>/   state: TrainState (params, optimizer state with the step, RNG key)
+                                  loop:  JSON (data-iterator position, ...), so resumption is exact
+    WORKDIR/best/<step>/          params at the best validation metric (orbax `best_fn`, keep 1)
+    WORKDIR/model/                the exported model (xlra.models.checkpoint_io format: params/ and
+                                  model.json): the best params, or the final ones without evaluation
+
+Resume order (`resume_source`): the workdir's own latest checkpoint, then `config.init_checkpoint`
+(a model directory, or another training workdir with a `model/` export), then a Hugging Face
+directory (`config.init_hf`), then scratch. Every process calls save/restore (orbax saves
+collectively); saves are asynchronous: `save` returns once the arrays are copied off the devices.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from xlra.models.checkpoint_io import read_model_config
+
+CHECKPOINTS, BEST, MODEL = "checkpoints", "best", "model"
+
+
+def restore_target(abstract: Any, shardings: Any) -> Any:
+  """ShapeDtypeStruct tree with each leaf's sharding, from an abstract tree (Variables kept) and a
+  shardings tree whose leaves line up with it (as `xlra.parallel.mesh.tree_shardings` returns)."""
+  leaves, treedef = jax.tree.flatten(abstract)
+  shard_leaves = jax.tree.leaves(shardings)
+  if len(leaves) != len(shard_leaves):
+    raise ValueError(f"restore target has {len(leaves)} arrays but {len(shard_leaves)} shardings")
+  return treedef.unflatten([jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s) for x, s in zip(leaves, shard_leaves)])
+
+
+class _QuietOrbax(logging.Filter):
+  """Orbax logs a dozen INFO lines per save; keep its warnings and errors only."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or "orbax" not in record.pathname
+
+
+def quiet_orbax() -> None:
+  absl_logger = logging.getLogger("absl")
+  if not any(isinstance(f, _QuietOrbax) for f in absl_logger.filters):
+    absl_logger.addFilter(_QuietOrbax())
+
+
+class Checkpointer:
+  """The latest-n manager (full state, for resumption) and the best-1 manager (params, for export)."""
+
+  def __init__(self, workdir: str, keep: int = 2, best_metric: str | None = None, best_mode: str = "min",
+               async_save: bool = True):
+    quiet_orbax()
+    if best_mode not in ("min", "max"):
+      raise ValueError(f"config.best_mode={best_mode!r}: choose 'min' or 'max'")
+    self.workdir = os.path.abspath(workdir)
+    self.best_metric = best_metric
+    self.latest = ocp.CheckpointManager(
+        os.path.join(self.workdir, CHECKPOINTS), item_names=("state", "loop"),
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save))
+    self.best = None
+    if best_metric:
+      self.best = ocp.CheckpointManager(
+          os.path.join(self.workdir, BEST), item_names=("params",),
+          options=ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m[best_metric], best_mode=best_mode,
+                                               keep_checkpoints_without_metrics=False,
+                                               enable_async_checkpointing=async_save))
+
+  # -- the latest checkpoints ---------------------------------------------------------------------
+
+  def latest_step(self) -> int | None:
+    return self.latest.latest_step()
+
+  def path(self, step: int | None) -> str:
+    """Where the checkpoint of `step` lives ("none" before the first save)."""
+    return "none" if step is None else os.path.join(self.workdir, CHECKPOINTS, str(step))
+
+  def save(self, step: int, state: Any, loop_state: dict, force: bool = True) -> None:
+    self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                   loop=ocp.args.JsonSave(loop_state)), force=force)
+
+  def restore(self, step: int, target: Any) -> tuple[Any, dict]:
+    """(state, loop_state) of `step`, each array read straight onto the sharding in `target`."""
+    out = self.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
+                                                            loop=ocp.args.JsonRestore()))
+    return out.state, dict(out.loop)
+
+  # -- the best params ----------------------------------------------------------------------------
+
+  def save_best(self, step: int, params: Any, metrics: dict[str, float]) -> None:
+    """Offer the params of an evaluation; orbax keeps them only while they are the best so far."""
+    if self.best is None or self.best_metric not in metrics:
+      return
+    if step in self.best.all_steps():  # an evaluation repeated after a resume
+      return
+    self.best.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)),
+                   metrics={self.best_metric: float(metrics[self.best_metric])})
+
+  def best_step(self) -> int | None:
+    return None if self.best is None else self.best.best_step()
+
+  def restore_best(self, target: Any) -> Any:
+    step = self.best_step()
+    return self.best.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target))).params
+
+  def wait(self) -> None:
+    self.latest.wait_until_finished()
+    if self.best is not None:
+      self.best.wait_until_finished()
+
+  def close(self) -> None:
+    self.latest.close()
+    if self.best is not None:
+      self.best.close()
+
+
+def model_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), MODEL)
+
+
+def resolve_model_dir(path: str, field: str = "config.init_checkpoint") -> str:
+  """A model directory: `path` itself, or the `model/` export of a training workdir."""
+  for candidate in (path, os.path.join(path, MODEL)):
+    if os.path.exists(os.path.join(candidate, "model.json")):
+      read_model_config(candidate)  # clear error for a foreign or newer format
+      return candidate
+  raise FileNotFoundError(f"{field}={path!r} is neither a model directory (with model.json) nor a training "
+                          f"workdir with a finished {MODEL}/ export")
+
+
+def resume_source(latest_step: int | None, init_checkpoint: str, init_hf: str) -> tuple[str, str | None]:
+  """Where a job's weights come from, in the documented order, given the workdir's latest step:
+  ("workdir", None) | ("checkpoint", model_dir) | ("hf", hf_dir) | ("scratch", None)."""
+  if latest_step is not None:
+    return "workdir", None
+  if init_checkpoint:
+    return "checkpoint", resolve_model_dir(init_checkpoint)
+  if init_hf:
+    if not os.path.exists(os.path.join(init_hf, "config.json")):
+      raise FileNotFoundError(f"config.init_hf={init_hf!r} has no config.json (a Hugging Face checkpoint directory)")
+    return "hf", init_hf
+  return "scratch", None
