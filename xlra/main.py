@@ -38,6 +38,22 @@ def _main(argv: list[str]) -> None:
   getattr(importlib.import_module(module), fn)(_CONFIG.value, _WORKDIR.value)
 
 
+def enable_compilation_cache() -> None:
+  """Persist compiled programs (XLRA_COMPILATION_CACHE, default ~/.cache/xlra/jax; "" turns it off).
+
+  Stages of one run compile the same shapes again (an SFT per language, an RM per language), and
+  so does a rerun; the cache turns those compilations into reads.
+  """
+  import os
+
+  import jax
+
+  path = os.environ.get("XLRA_COMPILATION_CACHE", os.path.expanduser("~/.cache/xlra/jax"))
+  if path:
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def run() -> None:
   if len(sys.argv) < 2 or sys.argv[1] not in JOBS:
     sys.stderr.write(f"usage: xlra JOB --config=FILE.py[:ARG] --workdir=DIR [--config.FIELD=VALUE ...]\n"
@@ -46,6 +62,7 @@ def run() -> None:
   # Multi-host runs must initialise JAX's runtime before any device use.
   from xlra.parallel import distributed
   distributed.initialize_from_env()
+  enable_compilation_cache()
   logging.set_verbosity(logging.INFO)
   app.run(_main)
 

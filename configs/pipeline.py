@@ -1,0 +1,95 @@
+"""The main job: the source x target study, from data to report.
+
+    xlra pipeline --config=configs/pipeline.py:demo --workdir=runs/demo     # the README's first command
+    xlra pipeline --config=configs/pipeline.py:ci --workdir=runs/ci         # smaller; CI runs it end to end
+    xlra pipeline --config=configs/pipeline.py:demo --workdir=runs/de_en \
+        --config.languages=de,en --config.bon.n=8 --config.ppo.pairs=en-de
+    xlra pipeline --config=configs/pipeline.py:paper --workdir=gs://B/runs/paper \
+        --config.init_hf=/ckpt/gemma-2-2b --config.data.tokenizer.path=/ckpt/gemma-2-2b \
+        --config.data.real.seahorse_tsv=... --config.data.real.oasst_jsonl=...
+
+Stages (each cached in WORKDIR/stages/, resumable): data -> base LM -> SFT per target -> RM per source
+-> RM accuracy matrix -> best-of-n for every (source RM, target) pair -> PPO for config.ppo.pairs ->
+baselines (translate-train RM, no-target-language SFT) -> report.md / results.json / PNGs.
+Sub-configs are the job configs (configs/sft.py, rm.py, ppo.py, eval.py); the pipeline sets their
+data, languages, mesh and checkpoints, so one field here changes every stage.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import ml_collections
+
+PRESETS = ("demo", "ci", "paper")
+
+
+def _sibling(name: str):
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+  spec = importlib.util.spec_from_file_location(f"xlra_configs_{name[:-3]}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
+  if arg not in PRESETS:
+    raise ValueError(f"configs/pipeline.py:{arg}: choose one of {PRESETS}")
+  sft_cfgs, rm_cfgs, ppo_cfgs, eval_cfgs = (_sibling(f) for f in ("sft.py", "rm.py", "ppo.py", "eval.py"))
+  testbed = arg != "paper"
+  job = "tiny" if testbed else "gemma2_2b_dialog"
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.languages = ("de", "en", "es", "ru", "tr", "vi")  # target languages (policies)
+  c.sources = ""  # RM source languages, comma-separated; "" = the same as languages
+  c.init_hf = ""  # real runs: the Hugging Face checkpoint every model starts from (no base-LM stage)
+
+  # Shared by every stage.
+  c.data = sft_cfgs.testbed_data("tiny") if testbed else sft_cfgs.sibling("data.py").get_config("real")
+  c.data.tasks = ("dialog",)
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  c.model = ml_collections.ConfigDict(dict(preset="tiny" if testbed else "gemma2_2b", dtype="float32",
+                                           param_dtype="float32"))
+
+  c.base = sft_cfgs.get_config(job)  # base LM on the raw multilingual corpus (testbed only)
+  c.base.corpus = "base"
+  c.sft = sft_cfgs.get_config(job)  # one SFT model per target language, from the base LM
+  c.rm = rm_cfgs.get_config(job)  # one RM per source language, from that language's SFT model
+  c.rm.rm.loss = "pairwise"
+  c.rm.sft_first = False
+
+  c.bon = ml_collections.ConfigDict(dict(
+      n=16, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=48, eval_prompts=64,
+      rows_per_batch=64, normalize_reward=True, missing_eos_penalty=-3.0, min_prompt_bucket=32,
+      max_prompt_len=256, score_batch_size=64))
+  c.ppo = ppo_cfgs.get_config("tiny" if testbed else "paper")
+  c.ppo.pairs = "en-de"  # SOURCE-TARGET,... (RM language - policy language); "" = no PPO
+  c.judge = eval_cfgs.judge("oracle" if testbed else "http")
+  c.winrate = ml_collections.ConfigDict(dict(level=0.95, n_boot=10_000, seed=0))
+  c.baselines = ml_collections.ConfigDict(dict(
+      source="en",  # whose data is translated
+      targets="de",  # comma-separated targets for both baselines; "" = none
+      translate_train=True,  # an RM trained on the source's preference data translated into the target
+      no_target_sft=True))  # a target policy whose SFT data is the source's, translated
+
+  if arg == "ci":
+    c.languages = ("de", "en")
+    c.data = sft_cfgs.testbed_data("ci")
+    c.data.tasks = ("dialog",)
+    c.data.sizes.base = 120  # enough text for a 1024-token BPE: prompts stay under max_prompt_len
+    c.data.tokenizer.vocab_size = 1024
+    for sub in (c.base, c.sft, c.rm):
+      sub.num_steps, sub.num_epochs = 12, 0.0
+      sub.eval_every = sub.checkpoint_every = 12
+      sub.batch_size = 8
+      sub.max_len = 320
+    c.bon.update(dict(n=4, eval_prompts=8, max_new_tokens=24, max_prompt_len=384))
+    c.ppo.update(dict(iterations=2, prompts_per_iteration=8, eval_prompts=8, eval_every=2, max_new_tokens=24,
+                      value_warmup_iterations=1, epochs=1))
+    c.winrate.n_boot = 1000
+  elif arg == "paper":
+    c.bon.update(dict(n=64, eval_prompts=500, max_new_tokens=512, max_prompt_len=1024, rows_per_batch=256))
+    c.ppo.pairs = "en-de,en-es,en-ru,en-tr,en-vi,de-de"
+    c.baselines.targets = "de,es,ru,tr,vi"
+  return c

@@ -1,0 +1,354 @@
+"""`xlra pipeline`: the cross-lingual study as a graph of cached stages (see configs/pipeline.py).
+
+WORKDIR/
+  data/                   testbed splits and tokenizer (xlra.data.job.prepare)
+  base/  sft/LANG/  rm/LANG/  ppo/SRC-TGT/  baselines/...    training workdirs (checkpoints, metrics, model/)
+  bon/TGT/                candidates.jsonl (every sample, every RM's score), baseline.jsonl
+  judgements/NAME.jsonl   one row per judged example (p_a: P(system beats the target SFT model))
+  stages/NAME.json        finished stages (result + seconds): a rerun skips them
+  results.json  report.md  *.png
+
+Best-of-n draws the n candidates of a target prompt once and lets every source-language RM choose
+among the same candidates (common random numbers: the RM is the only thing that differs between
+the cells of a column). The baseline is an independent sample of the target SFT model at the same
+temperature, so an RM that knows nothing gives 50% in expectation. PPO policies are compared by
+their greedy outputs with the SFT model's greedy outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from xlra import files
+from xlra.data.job import DataBundle, prepare
+from xlra.data.testbed import quality, translate
+from xlra.data.testbed.translate import translate_pairs
+from xlra.data.tokenizer import decode_response, encode_prompt
+from xlra.eval.job import build_judge
+from xlra.eval.judges.base import Judgement
+from xlra.eval.rm_accuracy import rm_accuracy_matrix
+from xlra.eval.winrate import win_rate
+from xlra.parallel import mesh as mesh_lib
+from xlra.pipeline.report import write_report
+from xlra.pipeline.runner import StageRunner
+from xlra.sampling.best_of_n import best_of_n
+from xlra.sampling.job import load_policy
+from xlra.sampling.sampler import Sampler, SamplingConfig
+from xlra.train.jobs import train_rm, train_sft
+from xlra.train.ppo import final_scores
+from xlra.train.ppo_job import train_ppo
+from xlra.train.scoring import RewardScorer
+
+# Relative cost of each kind of stage, for the remaining-time estimate.
+_WEIGHTS = {"data": 0.5, "base": 4, "sft": 2, "rm": 2, "rm_accuracy": 0.5, "bon": 1.5, "greedy": 0.3, "ppo": 5,
+            "baseline": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  languages: tuple[str, ...]
+  sources: tuple[str, ...]
+  ppo_pairs: tuple[tuple[str, str], ...]
+  baseline_source: str
+  baseline_targets: tuple[str, ...]
+
+  def stages(self, config) -> list[tuple[str, float]]:
+    names = ["data"] + ([] if config.init_hf else ["base"])
+    names += [f"sft/{l}" for l in self._sft_langs()] + [f"rm/{s}" for s in self.sources] + ["rm_accuracy"]
+    names += [f"bon/{t}" for t in self.languages]
+    if self.ppo_pairs:
+      names += [f"greedy/{t}" for t in sorted({t for _, t in self.ppo_pairs})]
+      names += [f"ppo/{s}-{t}" for s, t in self.ppo_pairs]
+    for t in self.baseline_targets:
+      if config.baselines.translate_train:
+        names.append(f"baseline/translate_train/{t}")
+      if config.baselines.no_target_sft:
+        names.append(f"baseline/no_target_sft/{t}")
+    return [(n, _WEIGHTS[n.split("/")[0]]) for n in names]
+
+  def _sft_langs(self) -> list[str]:
+    return sorted(set(self.languages) | set(self.sources), key=(self.languages + self.sources).index)
+
+
+def _csv(value) -> tuple[str, ...]:
+  if isinstance(value, str):
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+  return tuple(value)
+
+
+def make_plan(config: ml_collections.ConfigDict) -> Plan:
+  """Checks the grid fields before anything is trained; errors name the field and the fix."""
+  langs = _csv(config.languages)
+  known = _csv(config.data.languages)
+  if not langs:
+    raise ValueError("config.languages is empty; name at least one target language, e.g. --config.languages=de,en")
+  sources = _csv(config.sources) or langs
+  for field, values in (("config.languages", langs), ("config.sources", sources)):
+    bad = [l for l in values if l not in known]
+    if bad:
+      raise ValueError(f"{field} has {bad}, which config.data.languages={known} does not generate; "
+                       f"choose from {known}")
+  pairs = []
+  for item in _csv(config.ppo.pairs):
+    s, sep, t = item.partition("-")
+    if not sep or s not in sources or t not in langs:
+      raise ValueError(f"config.ppo.pairs has {item!r}: write SOURCE-TARGET with SOURCE in {sources} and TARGET in "
+                       f"{langs}, e.g. en-de")
+    pairs.append((s, t))
+  bl_targets = _csv(config.baselines.targets)
+  if bl_targets:
+    if config.baselines.source not in sources:
+      raise ValueError(f"config.baselines.source={config.baselines.source!r} must be one of the sources {sources}")
+    bad = [t for t in bl_targets if t not in langs or t == config.baselines.source]
+    if bad:
+      raise ValueError(f"config.baselines.targets has {bad}: each must be a target language other than the source")
+    if config.baselines.translate_train and config.rm.rm.loss != "pairwise":
+      raise ValueError("config.baselines.translate_train needs config.rm.rm.loss='pairwise' (translated preference "
+                       "pairs); set --config.baselines.translate_train=False for pointwise RMs")
+  if config.bon.n < 1:
+    raise ValueError(f"config.bon.n={config.bon.n} must be >= 1")
+  return Plan(langs, sources, tuple(pairs), config.baselines.source, bl_targets)
+
+
+def _job_config(config, sub: ml_collections.ConfigDict, **fields) -> ml_collections.ConfigDict:
+  """A stage's job config: the sub-config with the pipeline's shared fields (data, mesh, model, seed)."""
+  c = sub.copy_and_resolve_references()
+  with c.unlocked():
+    c.data = config.data
+    c.mesh = config.mesh
+    c.seed = config.seed
+    if "model" in c:
+      c.model = config.model
+    for k, v in fields.items():
+      setattr(c, k, v)
+  return c
+
+
+class Pipeline:
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    self.config, self.workdir = config, os.path.abspath(workdir)
+    self.plan = make_plan(config)
+    self.runner = StageRunner(self.workdir, self.plan.stages(config))
+    self.mesh = mesh_lib.make_mesh(dict(config.mesh))
+    self._judge = None
+    self.bundle: DataBundle | None = None
+
+  def path(self, *parts: str) -> str:
+    return os.path.join(self.workdir, *parts)
+
+  @property
+  def judge(self):
+    if self._judge is None:
+      self._judge = build_judge(self.config.judge, self.workdir)
+    return self._judge
+
+  # -- training stages ---------------------------------------------------------------------------
+
+  def sft(self, lang: str, init: str, workdir: str, data: DataBundle | None = None) -> str:
+    cfg = _job_config(self.config, self.config.sft, languages=(lang,), init_checkpoint=init or "",
+                      init_hf=self.config.init_hf if not init else "")
+    return train_sft(cfg, workdir, data or self.bundle).model_dir
+
+  def rm(self, lang: str, init: str, workdir: str, data: DataBundle | None = None) -> str:
+    cfg = _job_config(self.config, self.config.rm, languages=(lang,), init_checkpoint=init)
+    return train_rm(cfg, workdir, data or self.bundle).model_dir
+
+  # -- generation and judging ---------------------------------------------------------------------
+
+  def _sampler(self, policy_dir: str, temperature: float):
+    b = self.config.bon
+    tok = self.bundle.tokenizer
+    policy = load_policy(policy_dir, self.mesh)
+    graphdef, params = nnx.split(policy, nnx.Param)
+    cfg = SamplingConfig(max_new_tokens=b.max_new_tokens, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
+                         temperature=temperature, top_k=b.top_k, top_p=b.top_p,
+                         min_prompt_bucket=b.min_prompt_bucket, max_prompt_len=b.max_prompt_len)
+    return Sampler(graphdef, cfg, self.mesh), params
+
+  def _prompts(self, lang: str):
+    examples = self.bundle.testbed.get("eval", lang)
+    if self.config.bon.eval_prompts:
+      examples = examples[:self.config.bon.eval_prompts]
+    ids = []
+    for ex in examples:
+      p = encode_prompt(self.bundle.tokenizer, ex.prompt)
+      if len(p) > self.config.bon.max_prompt_len:
+        raise ValueError(f"eval prompt {ex.id} has {len(p)} tokens > config.bon.max_prompt_len="
+                         f"{self.config.bon.max_prompt_len}; raise it")
+      ids.append(p)
+    return examples, ids
+
+  def _scorer(self, rm_dir: str) -> RewardScorer:
+    b = self.config.bon
+    return RewardScorer.load(rm_dir, self.bundle.tokenizer, self.mesh, batch_size=b.score_batch_size,
+                             length=b.max_prompt_len + b.max_new_tokens)
+
+  def judge_against(self, name: str, examples, outputs: list[str], baseline: list[str]) -> dict:
+    """Win rate of `outputs` against the baseline's, by the configured judge; rows to judgements/NAME.jsonl."""
+    reqs = [Judgement(ex.prompt, o, b, ex.lang, ex.task, ex) for ex, o, b in zip(examples, outputs, baseline)]
+    results = self.judge.judge(reqs)
+    p_a = [r.p_a for r in results]
+    wr = win_rate(p_a, level=self.config.winrate.level, n_boot=self.config.winrate.n_boot,
+                  seed=self.config.winrate.seed)
+    rows = [{"id": ex.id, "lang": ex.lang, "output": o, "baseline": b, "p_a": r.p_a, "error": r.error,
+             "gold_q": quality(ex, o), "gold_q_baseline": quality(ex, b)}
+            for ex, o, b, r in zip(examples, outputs, baseline, results)]
+    files.write_jsonl(self.path("judgements", name.replace("/", "_") + ".jsonl"), rows)
+    return {"win_rate": float(wr.win_rate), "ci_low": float(wr.ci_low), "ci_high": float(wr.ci_high), "n": int(wr.n),
+            "ties": int(wr.ties), "failures": int(wr.failures), "gold_q": float(np.mean([r["gold_q"] for r in rows])),
+            "gold_q_baseline": float(np.mean([r["gold_q_baseline"] for r in rows]))}
+
+  def best_of_n(self, target: str, policy_dir: str, rm_dirs: dict[str, str], tag: str = "") -> dict:
+    """Best-of-n in `target` under every RM of rm_dirs, on shared candidates, judged against an
+    independent sample of the target SFT model. Returns {source: win-rate cell} plus "_meta"."""
+    b, tok = self.config.bon, self.bundle.tokenizer
+    examples, prompts = self._prompts(target)
+    sampler, params = self._sampler(policy_dir, b.temperature)
+    key = jax.random.fold_in(jax.random.key(self.config.seed), self.plan.languages.index(target))
+    base_out = sampler(params, prompts, jax.random.fold_in(key, 0), num_samples=1)
+    baseline = [decode_response(tok, base_out.response(i)) for i in range(len(prompts))]
+    if tag == "" and self.config.bon.n:  # the target SFT's own samples: the baseline of every system in target
+      files.write_jsonl(self.path("bon", target, "baseline.jsonl"),
+                        [{"id": ex.id, "prompt": ex.prompt, "output": o, "lang": ex.lang, "task": ex.task}
+                         for ex, o in zip(examples, baseline)])
+    sources = list(rm_dirs)
+    scorers = {s: self._scorer(rm_dirs[s]) for s in sources}
+
+    def raw_scores(scorer):
+      return (lambda rows: scorer.normalize(scorer.score_ids(rows))) if b.normalize_reward and scorer.stats else (
+          scorer.score_ids)
+
+    t0 = time.time()
+    res = best_of_n(sampler, params, prompts, jax.random.fold_in(key, 1), b.n, raw_scores(scorers[sources[0]]),
+                    rows_per_batch=b.rows_per_batch, missing_eos_penalty=b.missing_eos_penalty, keep_all=True)
+    texts = [[decode_response(tok, c) for c in cands] for cands in res.candidates]
+    rows = [list(prompts[i]) + c for i in range(len(prompts)) for c in res.candidates[i]]
+    chosen, scores = {}, {}
+    for s in sources:
+      raw = res.raw_scores if s == sources[0] else np.asarray(raw_scores(scorers[s])(rows)).reshape(res.scores.shape)
+      scores[s] = np.asarray(final_scores(raw, res.stopped, b.missing_eos_penalty))
+      chosen[s] = np.argmax(scores[s], axis=1)
+    gold = np.array([[quality(ex, t) for t in cand] for ex, cand in zip(examples, texts)])
+    files.write_jsonl(self.path("bon", target + tag, "candidates.jsonl"), [
+        {"id": ex.id, "candidates": texts[i], "gold_q": gold[i].tolist(),
+         "scores": {s: scores[s][i].tolist() for s in sources}, "chosen": {s: int(chosen[s][i]) for s in sources}}
+        for i, ex in enumerate(examples)])
+    out = {"_meta": {"n": b.n, "kl_bound": res.kl_bound, "seconds": time.time() - t0,
+                     "gold_q_sample": float(gold.mean()), "gold_q_oracle_best": float(gold.max(axis=1).mean()),
+                     "eos_rate": float(res.stopped.mean())}}
+    for s in sources:
+      outputs = [texts[i][chosen[s][i]] for i in range(len(examples))]
+      out[s] = self.judge_against(f"bon{tag}/{s}-{target}", examples, outputs, baseline)
+    return out
+
+  def greedy(self, lang: str, policy_dir: str) -> str:
+    """Greedy outputs of a policy on the eval prompts (the PPO comparison's baseline), as JSONL."""
+    examples, prompts = self._prompts(lang)
+    sampler, params = self._sampler(policy_dir, 0.0)
+    out = sampler(params, prompts, jax.random.key(0), num_samples=1)
+    path = self.path("greedy", f"{lang}.jsonl")
+    files.write_jsonl(path, [{"id": ex.id, "output": decode_response(self.bundle.tokenizer, out.response(i))}
+                             for i, ex in enumerate(examples)])
+    return path
+
+  def ppo(self, source: str, target: str, sft_dir: str, rm_dir: str, greedy_path: str) -> dict:
+    cfg = _job_config(self.config, self.config.ppo, lang=target, data_dir=self.workdir,
+                      max_prompt_len=self.config.bon.max_prompt_len)
+    with cfg.unlocked():
+      del cfg["pairs"]
+    result = train_ppo(cfg, self.path("ppo", f"{source}-{target}"), sft_dir, rm_dir, self.bundle)
+    examples, _ = self._prompts(target)
+    mine = {r["id"]: r["output"] for r in files.read_jsonl(result.outputs)}
+    base = {r["id"]: r["output"] for r in files.read_jsonl(greedy_path)}
+    missing = [ex.id for ex in examples if ex.id not in mine]
+    if missing:
+      raise RuntimeError(f"PPO {source}-{target} has no eval output for {len(missing)} prompts (e.g. {missing[0]}); "
+                         f"check config.ppo.eval_prompts >= config.bon.eval_prompts")
+    cell = self.judge_against(f"ppo/{source}-{target}", examples, [mine[ex.id] for ex in examples],
+                              [base[ex.id] for ex in examples])
+    cell["kl"] = float(result.last.get("kl", float("nan")))
+    cell["curve"] = [{k: r[k] for k in ("step", "gold_q", "rm_score", "win_rate") if k in r} for r in result.evals]
+    return cell
+
+  # -- baselines --------------------------------------------------------------------------------
+
+  def _translated(self, what: str, target: str) -> DataBundle:
+    """The data with the target's SFT examples or RM pairs replaced by the source's, translated."""
+    tb, src = self.bundle.testbed, self.plan.baseline_source
+    err, seed = self.config.data.translation_error_rate, self.config.data.seed
+    examples, pairs = dict(tb.examples), dict(tb.pairs)
+    for task in tb.tasks:
+      if what == "sft":
+        examples[("sft", target, task)] = [translate(ex, target, err, seed) for ex in tb.examples[("sft", src, task)]]
+      else:
+        pairs[("rm_train", target, task)] = translate_pairs(tb.pairs[("rm_train", src, task)], tb.index(), target,
+                                                            err, seed)
+    return dataclasses.replace(self.bundle, testbed=dataclasses.replace(tb, examples=examples, pairs=pairs))
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The whole study; returns results.json's content."""
+  p = Pipeline(config, workdir)
+  plan, run_stage = p.plan, p.runner.run
+
+  def data() -> dict:
+    p.bundle = prepare(config.data, p.workdir)
+    return {"data_dir": p.bundle.data_dir, "summary": p.bundle.summary}
+
+  run_stage("data", data)
+  if p.bundle is None:  # the stage ran before: read the data back from WORKDIR/data
+    p.bundle = prepare(config.data, p.workdir)
+  base = "" if config.init_hf else run_stage("base", lambda: train_sft(
+      _job_config(config, config.base, languages=tuple(config.data.languages)), p.path("base"), p.bundle).model_dir)
+  sft = {l: run_stage(f"sft/{l}", lambda l=l: p.sft(l, base, p.path("sft", l))) for l in plan._sft_langs()}
+  rm = {s: run_stage(f"rm/{s}", lambda s=s: p.rm(s, sft[s], p.path("rm", s))) for s in plan.sources}
+  acc = run_stage("rm_accuracy", lambda: rm_accuracy_matrix(
+      rm, p.bundle, plan.languages, config.rm.rm.loss, config.rm.max_len, config.rm.eval_batch_size, p.mesh,
+      config.rm.val_examples))
+  bon = {t: run_stage(f"bon/{t}", lambda t=t: p.best_of_n(t, sft[t], rm)) for t in plan.languages}
+  greedy = {t: run_stage(f"greedy/{t}", lambda t=t: p.greedy(t, sft[t])) for _, t in plan.ppo_pairs}
+  ppo = {(s, t): run_stage(f"ppo/{s}-{t}", lambda s=s, t=t: p.ppo(s, t, sft[t], rm[s], greedy[t]))
+         for s, t in plan.ppo_pairs}
+
+  baselines: dict[str, dict] = {}
+  src = plan.baseline_source
+  for t in plan.baseline_targets:
+    if config.baselines.translate_train:
+      def tt(t=t):
+        rm_t = p.rm(t, sft[t], p.path("baselines", "translate_train", t), p._translated("rm", t))
+        return p.best_of_n(t, sft[t], {f"translate-train {src}->{t}": rm_t}, tag="@translate_train")
+      cell = run_stage(f"baseline/translate_train/{t}", tt)
+      baselines.setdefault(f"BoN, RM translate-train {src}->target", {})[t] = cell[f"translate-train {src}->{t}"]
+    if config.baselines.no_target_sft:
+      def nts(t=t):
+        pol = p.sft(t, base, p.path("baselines", "no_target_sft", t), p._translated("sft", t))
+        return p.best_of_n(t, pol, {src: rm[src]}, tag="@no_target_sft")
+      cell = run_stage(f"baseline/no_target_sft/{t}", nts)
+      baselines.setdefault(f"no target SFT data ({src} translated) + BoN({src} RM)", {})[t] = cell[src]
+
+  results = {
+      "bon": {s: {t: bon[t][s] for t in plan.languages} for s in plan.sources},
+      "ppo": {s: {t: ppo[(s, t)] for (s2, t) in plan.ppo_pairs if s2 == s} for s in {s for s, _ in plan.ppo_pairs}},
+      "rm_accuracy": acc["rm_accuracy"], "rm_baselines": acc["rm_baselines"],
+      "baselines": baselines,
+      "bon_meta": {t: bon[t]["_meta"] for t in plan.languages},
+      "kl": {"bon_bound": next(iter(bon.values()))["_meta"]["kl_bound"],
+             "ppo": {f"{s}-{t}": ppo[(s, t)]["kl"] for s, t in plan.ppo_pairs}},
+      "judge": config.judge.kind, "n_eval": len(p._prompts(plan.languages[0])[0]),
+      "timing": dict(p.runner.timing),
+      "config": {**config.to_dict(), "languages": list(plan.languages), "sources": list(plan.sources),
+                 "bon_n": config.bon.n},
+  }
+  files.write_json(p.path("results.json"), results)
+  path = write_report(results, p.workdir)
+  logging.info("pipeline finished: %s", path)
+  print(f"[pipeline] report: {path}", flush=True)
+  return results
