@@ -48,6 +48,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   # Shared by every stage.
   c.data = sft_cfgs.testbed_data("tiny") if testbed else sft_cfgs.sibling("data.py").get_config("real")
   c.data.tasks = ("dialog",)
+  if testbed:  # a 2048-token BPE keeps prompts near 100 tokens and responses near 30
+    c.data.sizes.base = 600
+    c.data.tokenizer.vocab_size = 2048
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.model = ml_collections.ConfigDict(dict(preset="tiny" if testbed else "gemma2_2b", dtype="float32",
                                            param_dtype="float32"))

@@ -34,7 +34,6 @@ class StageRunner:
     self.order = [name for name, _ in plan]
     self.out = out
     self.start = time.time()
-    self.done_weight = 0.0  # weight of stages run in this process (for the rate estimate)
     self.timing: dict[str, float] = {}
 
   def _path(self, name: str) -> str:
@@ -60,16 +59,17 @@ class StageRunner:
     if is_main_process():
       files.write_json(path, {"stage": name, "seconds": seconds, "result": result})
     self.timing[name] = seconds
-    self.done_weight += self.weights[name]
     self._say(f"[{i}/{len(self.order)}] {name}: finished in {seconds:.1f}s")
     return result
 
   def _eta(self) -> str:
+    """Remaining time from the seconds per unit of weight of every finished stage, including the
+    stages a resumed run skipped (their recorded seconds)."""
     elapsed = time.time() - self.start
-    remaining_w = sum(w for n, w in self.weights.items() if n not in self.timing)
-    if self.done_weight <= 0:
+    if not self.timing:
       return f"elapsed {_fmt(elapsed)}"
-    rate = elapsed / self.done_weight
+    rate = sum(self.timing.values()) / sum(self.weights[n] for n in self.timing)
+    remaining_w = sum(w for n, w in self.weights.items() if n not in self.timing)
     return f"elapsed {_fmt(elapsed)}, remaining ~{_fmt(rate * remaining_w)}"
 
   def _say(self, msg: str) -> None:
