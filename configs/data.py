@@ -3,8 +3,8 @@
     xlra data --config=configs/data.py:testbed --workdir=/tmp/xlra_data
     xlra data --config=configs/data.py:tiny --workdir=/tmp/xlra_data_tiny        # seconds; tests
     xlra data --config=configs/data.py:real --workdir=DIR \
-        --config.real.seahorse_tsv=.../validation.tsv --config.real.oasst_jsonl=.../trees.jsonl \
-        --config.tokenizer.path=/path/to/hf_checkpoint
+        --config.real.seahorse_tsv=.../validation.tsv --config.real.seahorse_articles=.../gem \
+        --config.real.oasst_jsonl=.../trees.jsonl --config.tokenizer.path=/path/to/hf_checkpoint
 
 Sizes are per language and per task. Writes DIR/data/ (JSONL splits, the tokenizer, summary.json) and
 prints a per-language table; other jobs call `xlra.data.job.prepare(config, workdir)` for the same data.
@@ -46,7 +46,8 @@ def get_config(arg: str = "testbed") -> ml_collections.ConfigDict:
 
   # Real datasets (source == "real"); empty paths are skipped.
   c.real = ml_collections.ConfigDict(dict(
-      seahorse_tsv="", seahorse_articles="",  # articles: a GEM directory or a JSONL of {gem_id, text}
-      oasst_jsonl="", summarization="",  # summarization: a JSONL/TSV/directory of an XL-Sum/MLSum/WikiLingua/XSum release
+      seahorse_tsv="", seahorse_articles="",  # articles: a GEM directory (articles_from_dir) or a JSONL of {gem_id, text}
+      oasst_jsonl="",  # an oasst1/oasst2 *.trees.jsonl export
+      summarization="",  # "de=/data/mlsum/de_train.jsonl,vi=/data/wiki_lingua/vietnamese_vi": JSONL or GEM directories
       summarization_format="auto", max_input_tokens=1024, max_output_tokens=512))
   return c

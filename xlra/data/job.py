@@ -74,6 +74,11 @@ def _write_jsonl(path: str, rows) -> None:
       f.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
+def _read_json(path: str) -> dict:
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
 def _read_jsonl(path: str) -> list[dict]:
   with open(path, encoding="utf-8") as f:
     return [json.loads(line) for line in f if line.strip()]
@@ -210,7 +215,7 @@ def prepare(config, workdir: str) -> DataBundle:
   data_dir = os.path.join(workdir, "data")
   stamp = os.path.join(data_dir, "fingerprint.json")
   fingerprint = _fingerprint(config)
-  cached = os.path.exists(stamp) and json.load(open(stamp, encoding="utf-8")).get("fingerprint") == fingerprint
+  cached = os.path.exists(stamp) and _read_json(stamp).get("fingerprint") == fingerprint
   if not cached and os.path.isdir(data_dir):
     shutil.rmtree(data_dir)  # a different data config: rebuild everything
   os.makedirs(data_dir, exist_ok=True)
@@ -235,7 +240,7 @@ def prepare(config, workdir: str) -> DataBundle:
     tokenizer = tok_lib.load_tokenizer(tok_dir)
     if cached:
       real = {k: _read_jsonl(os.path.join(data_dir, "real", f"{k}.jsonl")) for k in ("sft", "pairs", "pointwise")}
-      summary = json.load(open(os.path.join(data_dir, "summary.json"), encoding="utf-8"))
+      summary = _read_json(os.path.join(data_dir, "summary.json"))
     else:
       real, reports = load_real(config, tokenizer)
       for k, rows in real.items():
