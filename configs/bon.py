@@ -15,20 +15,12 @@ workdir. Writes WORKDIR/bon.jsonl (prompt, chosen output, its score, all scores)
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import runpy
 
 import ml_collections
 
 PRESETS = ("tiny", "ci", "paper", "real")
-
-
-def _sibling(name: str):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
-  spec = importlib.util.spec_from_file_location(f"xlra_configs_{name[:-3]}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
@@ -45,8 +37,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c.prompts = ""
   c.max_prompts = 0  # 0: all
   # Data of testbed runs: the same data config as the sft/rm preset, so data_dir's cache is reused.
-  sft = _sibling("sft.py")
-  c.data = sft.testbed_data("ci" if arg == "ci" else "tiny")
+  sft = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "sft.py"))  # configs/ is no package
+  c.data = sft["testbed_data"]("ci" if arg == "ci" else "tiny")
   c.data_dir = ""  # a workdir whose data/ to use (e.g. the SFT run's); "" = this job's WORKDIR
   # Sampling.
   c.n = 16

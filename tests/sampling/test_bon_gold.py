@@ -7,8 +7,8 @@ runs `xlra bon`. Set XLRA_TEST_RM_WORKDIR to an existing `xlra rm --config=confi
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import runpy
 
 import numpy as np
 import pytest
@@ -25,11 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xfail(reason="tiny-preset SFT sample
 
 
 def _config(name: str, arg: str):
-  path = os.path.join(os.path.dirname(__file__), "..", "..", "configs", name)
-  spec = importlib.util.spec_from_file_location(f"gold_configs_{name[:-3]}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return runpy.run_path(os.path.join(os.path.dirname(__file__), "..", "..", "configs", name))["get_config"](arg)
 
 
 def test_best_of_n_with_trained_rm_raises_gold_quality(tmp_path):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import os
+import runpy
 
+import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -22,13 +24,7 @@ from xlra.sampling import job
 from xlra.train.state import abstract_params, init_params
 
 
-def _configs_module(name):
-  import importlib.util
-  path = os.path.join(os.path.dirname(__file__), "..", "..", "configs", name)
-  spec = importlib.util.spec_from_file_location(f"test_configs_{name[:-3]}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 
 
 def _save_random(build, path, mesh):
@@ -39,11 +35,11 @@ def _save_random(build, path, mesh):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("bon")
-  config = _configs_module("bon.py").get_config("ci")
+  config = runpy.run_path(os.path.join(CONFIGS, "bon.py"))["get_config"]("ci")
   bundle = prepare(config.data, str(root / "data_run"))  # what an SFT run's workdir holds
-  cfg = get_preset("tiny", vocab_size=512)
+  cfg = get_preset("tiny", vocab_size=512, d_model=32, n_layers=1, d_ff=64)
   assert len(bundle.tokenizer) <= cfg.vocab_size
-  mesh = make_mesh({"data": 1}, __import__("jax").devices()[:1])
+  mesh = make_mesh({"data": 1}, jax.devices()[:1])
   _save_random(lambda: Transformer(cfg, rngs=nnx.Rngs(0)), str(root / "policy"), mesh)
   _save_random(lambda: ScalarModel(cfg, rngs=nnx.Rngs(1)), str(root / "rm"), mesh)
   config.unlock()

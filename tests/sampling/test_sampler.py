@@ -83,13 +83,21 @@ def test_greedy_equals_transformers_generate(models, family, one_device, prompts
     assert (got.logprobs[r, n:] == 0).all()
 
 
-def test_sampled_logprobs_are_the_unfiltered_tempered_distribution(models, one_device, prompts):
+TEMPERED = SamplingConfig(max_new_tokens=8, eos_id=95, pad_id=0, temperature=0.7, top_k=12, top_p=0.8)
+
+
+@pytest.fixture(scope="module")
+def tempered(models, one_device, prompts):
+  """Two tempered, top-k and top-p samples per prompt on one device (shared by two tests: one compile)."""
+  graphdef, params = nnx.split(models["llama"][1])
+  return Sampler(graphdef, TEMPERED, one_device)(params, prompts, jax.random.key(3), num_samples=2)
+
+
+def test_sampled_logprobs_are_the_unfiltered_tempered_distribution(models, tempered, prompts):
   """With temperature, top-k and top-p: each log-prob is log_softmax(logits / T) of a full forward pass
   over prompt + response at that token (unfiltered), and each drawn token survives the filters."""
   _, model = models["llama"]
-  graphdef, params = nnx.split(model)
-  cfg = SamplingConfig(max_new_tokens=8, eos_id=95, pad_id=0, temperature=0.7, top_k=12, top_p=0.8)
-  got = Sampler(graphdef, cfg, one_device)(params, prompts, jax.random.key(3), num_samples=2)
+  cfg, got = TEMPERED, tempered
   state, full_fn, _, _ = _jitted(model)
   rows = [prompts[r // 2] + got.response(r) for r in range(len(got.tokens))]
   width = max(map(len, rows))
@@ -146,17 +154,15 @@ def test_compilations_bounded_across_prompt_lengths_and_batch_sizes(models, one_
   assert sampler.trace_count == 3
 
 
-def test_sharded_sampling_equals_one_device(models, one_device, prompts):
-  """Batch over (data, fsdp) and heads over tensor on 8 devices gives the one-device samples."""
-  _, model = models["llama"]
-  graphdef, params = nnx.split(model)
-  cfg = SamplingConfig(max_new_tokens=6, eos_id=95, pad_id=0, temperature=1.0)
+def test_sharded_sampling_equals_one_device(models, tempered, prompts):
+  """Batch over (data, fsdp), heads and vocabulary over tensor on 8 devices gives the one-device samples
+  (top-k / top-p included, whose sort then spans vocabulary shards)."""
+  graphdef, params = nnx.split(models["llama"][1])
   mesh = make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
-  a = Sampler(graphdef, cfg, one_device)(params, prompts, jax.random.key(7), num_samples=3)
-  b = Sampler(graphdef, cfg, mesh)(params, prompts, jax.random.key(7), num_samples=3)
-  np.testing.assert_array_equal(a.tokens, b.tokens)
-  np.testing.assert_array_equal(a.lengths, b.lengths)
-  np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+  b = Sampler(graphdef, TEMPERED, mesh)(params, prompts, jax.random.key(3), num_samples=2)
+  np.testing.assert_array_equal(tempered.tokens, b.tokens)
+  np.testing.assert_array_equal(tempered.lengths, b.lengths)
+  np.testing.assert_allclose(tempered.logprobs, b.logprobs, atol=1e-5)
 
 
 def test_bad_input_raises_early(models, one_device):
