@@ -213,11 +213,10 @@ class Sampler:
     self.mesh = mesh if mesh is not None else make_mesh({"data": -1})
     self.rules = rules
     self.trace_count = 0  # incremented when the jitted body is traced, i.e. on every compilation
-    kv = NamedSharding(self.mesh, P(BATCH_AXES, *logical_spec((None, "kv_heads", "head_dim"), rules)))
-    rows = NamedSharding(self.mesh, P(BATCH_AXES, None))
-    self._cache_sharding = None  # built per model depth on first trace
-    self._kv, self._rows = kv, rows
-    self._param_shardings = None
+    # cache k/v [B, S, K, H]: rows over (data, fsdp), kv heads as the parameters' rules place them
+    self._kv = NamedSharding(self.mesh, P(BATCH_AXES, *logical_spec((None, "kv_heads", "head_dim"), rules)))
+    self._rows = NamedSharding(self.mesh, P(BATCH_AXES, None))
+    self._param_shardings = None  # from the first params seen (their logical axes)
     self._jitted: dict[int, Any] = {}
 
   # -- host side ---------------------------------------------------------------------------------
@@ -257,9 +256,8 @@ class Sampler:
     params = jax.device_put(params, self._param_shardings)
     rng = jax.random.wrap_key_data(rng) if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
     row = NamedSharding(self.mesh, P(BATCH_AXES))
-    put = lambda x, s: jax.device_put(x, s)
-    out = self._fn(n)(params, put(tokens, self._rows), put(mask, self._rows), put(ids, row),
-                      jnp.asarray(first_sample, jnp.uint32), rng)
+    out = self._fn(n)(params, jax.device_put(tokens, self._rows), jax.device_put(mask, self._rows),
+                      jax.device_put(ids, row), jnp.asarray(first_sample, jnp.uint32), rng)
     r = b * n  # padding rows come after every real row (prompt-major order)
     toks, logps, lengths, stopped = (_to_host(x)[:r] for x in out)
     return SampleOutput(toks, logps, lengths, stopped)
