@@ -87,6 +87,11 @@ def base_config(arg: str) -> ml_collections.ConfigDict:
   c.best_mode = "min"
   c.peak_flops = 0.0  # per device, for MFU; 0 measures a matmul at start
   c.progress_every_s = 10.0
+  # Loss-spike detector: a logged loss above spike_factor x the running mean of the losses before it
+  # (after spike_warmup steps) is logged as a warning, or stops the run with spike_action='stop'.
+  c.spike_factor = 3.0  # 0: off
+  c.spike_warmup = 20
+  c.spike_action = "warn"  # warn | stop
 
   if real:
     c.model.preset = model

@@ -37,7 +37,8 @@ def _config(**kw) -> ml_collections.ConfigDict:
       seed=0, num_steps=6, num_epochs=0.0, batch_size=8, eval_batch_size=8, num_microbatches=1,
       mesh=dict(data=-1, fsdp=1, tensor=1), sharding_rules=(), optimizer=optim.default_optimizer_config(),
       log_every=1, eval_every=3, checkpoint_every=2, keep_checkpoints=3, async_checkpoints=True,
-      best_metric="loss", best_mode="min", peak_flops=1e9, progress_every_s=0.0, init_checkpoint="", init_hf=""))
+      best_metric="loss", best_mode="min", peak_flops=1e9, progress_every_s=0.0, init_checkpoint="", init_hf="",
+      spike_factor=0.0, spike_warmup=0, spike_action="warn"))
   c.optimizer.lr, c.optimizer.warmup_steps = 1e-2, 2
   c.update(kw)
   return c

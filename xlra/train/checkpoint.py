@@ -6,7 +6,8 @@
     WORKDIR/model/                the exported model (xlra.models.checkpoint_io format: params/ and
                                   model.json): the best params, or the final ones without evaluation
 
-Resume order (`resume_source`): the workdir's own latest checkpoint, then `config.init_checkpoint`
+Resume order (`resume_source`): the workdir's own latest readable checkpoint (`restore_latest`: a
+corrupted one is set aside with a warning and the previous one used), then `config.init_checkpoint`
 (a model directory, or another training workdir with a `model/` export), then a Hugging Face
 directory (`config.init_hf`), then scratch. Every process calls save/restore (orbax saves
 collectively); saves are asynchronous: `save` returns once the arrays are copied off the devices.
@@ -23,7 +24,11 @@ import orbax.checkpoint as ocp
 
 from xlra.models.checkpoint_io import read_model_config
 
-CHECKPOINTS, BEST, MODEL = "checkpoints", "best", "model"
+CHECKPOINTS, BEST, MODEL, CORRUPT = "checkpoints", "best", "model", "checkpoints_corrupt"
+
+
+class CorruptCheckpointError(RuntimeError):
+  """No checkpoint of the workdir reads back."""
 
 
 def restore_target(abstract: Any, shardings: Any) -> Any:
@@ -88,6 +93,52 @@ class Checkpointer:
     out = self.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
                                                             loop=ocp.args.JsonRestore()))
     return out.state, dict(out.loop)
+
+  def restore_latest(self, target: Any) -> tuple[int, Any, dict] | None:
+    """(step, state, loop_state) of the newest checkpoint that reads back; None when there is none.
+
+    A checkpoint that fails to restore (files truncated or garbled after it was written: a disk
+    fault, a copy cut short) is skipped with a warning; once an older one reads back, the bad ones
+    move to WORKDIR/checkpoints_corrupt/ (so the resumed run can save those steps again) and the
+    warning names the checkpoint used instead. When none reads back (also when the model changed
+    shape), nothing is moved and the error quotes the first failure.
+    """
+    failed: list[tuple[int, str]] = []
+    for step in sorted(self.latest.all_steps(), reverse=True):
+      try:
+        state, loop_state = self.restore(step, target)
+      except Exception as e:  # orbax, tensorstore and json each raise their own kinds: all mean unreadable
+        failed.append((step, f"{type(e).__name__}: {str(e)[:300]}"))
+        logging.warning("checkpoint %s is unreadable (%s)", self.path(step), failed[-1][1])
+        continue
+      if failed:
+        moved = self._set_aside([s for s, _ in failed])
+        logging.warning("resuming from the previous checkpoint %s instead: checkpoint(s) %s were unreadable "
+                        "(truncated or corrupted) and were moved to %s", self.path(step),
+                        ", ".join(str(s) for s, _ in failed), moved)
+      return step, state, loop_state
+    if failed:
+      raise CorruptCheckpointError(
+          f"no checkpoint in {os.path.join(self.workdir, CHECKPOINTS)} reads back (steps "
+          f"{[s for s, _ in failed]}; newest: {failed[0][1]}). If the model or optimizer config changed, "
+          f"use a new workdir; otherwise move that directory away to start over.")
+    return None
+
+  def _set_aside(self, steps: list[int]) -> str:
+    """Move unreadable step directories to WORKDIR/checkpoints_corrupt/ (process 0) and re-read the list."""
+    dest = os.path.join(self.workdir, CORRUPT)
+    if jax.process_index() == 0:
+      os.makedirs(dest, exist_ok=True)
+      for step in steps:
+        target, n = os.path.join(dest, str(step)), 1
+        while os.path.exists(target):  # the same step went bad in an earlier life too
+          target, n = os.path.join(dest, f"{step}.{n}"), n + 1
+        os.replace(self.path(step), target)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices("xlra_checkpoints_set_aside")
+    self.latest.reload()
+    return dest
 
   # -- the best params ----------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ weights); `train(config, workdir, task)` does the rest, in this order:
      scratch; see xlra.train.checkpoint), the data position and RNG with them;
   3. the step jitted once with pinned shardings and a donated state;
   4. per step: metrics kept on device, fetched every `log_every` steps (no per-step host sync),
-     checked for NaN/Inf, written as JSONL + TensorBoard with tokens/s and MFU, and a progress line;
+     checked for NaN/Inf and loss spikes, written as JSONL + TensorBoard with tokens/s and MFU, and a
+     progress line;
   5. evaluation every `eval_every` steps (and before the first step of a fresh run); the best
      params by `config.best_metric` kept by orbax;
   6. checkpoints every `checkpoint_every` steps and at the end; SIGTERM or `should_stop` saves and
@@ -17,7 +18,7 @@ weights); `train(config, workdir, task)` does the rest, in this order:
 Config fields read here (configs/sft.py documents them): seed, num_steps, num_epochs, batch_size,
 eval_batch_size, num_microbatches, mesh, sharding_rules, optimizer, log_every, eval_every,
 checkpoint_every, keep_checkpoints, async_checkpoints, best_metric, best_mode, peak_flops,
-progress_every_s, init_checkpoint, init_hf.
+progress_every_s, init_checkpoint, init_hf, spike_factor, spike_warmup, spike_action.
 """
 
 from __future__ import annotations
@@ -46,6 +47,31 @@ Batch = dict[str, np.ndarray]
 
 class NonFiniteError(FloatingPointError):
   """The loss or gradient norm became NaN/Inf."""
+
+
+class LossSpikeError(RuntimeError):
+  """The loss jumped above config.spike_factor x its running mean and config.spike_action is 'stop'."""
+
+
+SPIKE_ACTIONS = ("warn", "stop")
+
+
+class SpikeDetector:
+  """Flags a loss above `factor` x the running mean of the losses before it (an EMA; a spike does not
+  enter it), once `warmup` steps have been seen. factor 0 switches it off. Its mean is not
+  checkpointed: a resumed run re-arms after `warmup` steps (it watches; it never changes the params)."""
+
+  def __init__(self, factor: float, warmup: int, decay: float = 0.9):
+    self.factor, self.warmup, self.decay = factor, warmup, decay
+    self.mean, self.seen = 0.0, 0
+
+  def check(self, loss: float) -> float | None:
+    """The running mean `loss` exceeded by the factor, or None (and `loss` joins the mean)."""
+    if self.factor and self.seen >= self.warmup and self.mean > 0 and loss > self.factor * self.mean:
+      return self.mean
+    self.mean = loss if self.seen == 0 else self.decay * self.mean + (1 - self.decay) * loss
+    self.seen += 1
+    return None
 
 
 class TrainingInterrupted(RuntimeError):
@@ -107,9 +133,14 @@ def validate(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> None
   for field in ("batch_size", "eval_batch_size", "num_microbatches", "log_every", "keep_checkpoints"):
     if getattr(config, field) < 1:
       raise ValueError(f"config.{field}={getattr(config, field)} must be >= 1")
-  for field in ("eval_every", "checkpoint_every", "num_steps"):
+  for field in ("eval_every", "checkpoint_every", "num_steps", "spike_warmup"):
     if getattr(config, field) < 0:
       raise ValueError(f"config.{field}={getattr(config, field)} must be >= 0 (0: off / derived)")
+  if config.spike_factor != 0 and not config.spike_factor > 1:
+    raise ValueError(f"config.spike_factor={config.spike_factor}: use a factor > 1 (a spike is a loss above "
+                     "factor x its running mean), or 0 to switch the detector off")
+  if config.spike_action not in SPIKE_ACTIONS:
+    raise ValueError(f"config.spike_action={config.spike_action!r}: choose one of {SPIKE_ACTIONS}")
   mesh_lib.check_batch_size(config.batch_size, mesh)
   mesh_lib.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
   micro = config.batch_size // config.num_microbatches
@@ -187,7 +218,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task,
   latest = ckpt.latest_step()
   source, path = ckpt_lib.resume_source(latest, config.init_checkpoint, config.init_hf)
   if source == "workdir":
-    state, loop_state = ckpt.restore(latest, ckpt_lib.restore_target(abstract, shardings))
+    latest, state, loop_state = ckpt.restore_latest(ckpt_lib.restore_target(abstract, shardings))
     task.train_data.restore(loop_state["data"])
   else:
     params = _initial_params(task, config, source, path, abstract_params, mesh, rules)
@@ -205,9 +236,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task,
   rng = np.asarray(jax.device_get(state.rng))  # base key; the step folds its count in
   step_fn, pending = None, []
   last_saved = latest
+  spikes = SpikeDetector(config.spike_factor, config.spike_warmup)
 
   def flush() -> dict[str, float]:
-    """Fetch the pending step metrics, stop on NaN/Inf, write them; returns the last row."""
+    """Fetch the pending step metrics, stop on NaN/Inf (and on a loss spike if asked), write them;
+    returns the last row."""
     rows = jax.device_get([m for _, m in pending])
     last = {}
     for (s, _), m in zip(pending, rows):
@@ -219,6 +252,17 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task,
         raise NonFiniteError(f"{task.name}: {bad[0]}={m[bad[0]]} at step {s}; the last good checkpoint is "
                              f"{ckpt.path(last_saved)}. Lower config.optimizer.lr or tighten "
                              f"config.optimizer.clip_norm, then rerun (it resumes from that checkpoint).")
+      mean = spikes.check(m["loss"])
+      if mean is not None:
+        msg = (f"{task.name}: loss spike at step {s}: loss={m['loss']:.4g} is {m['loss'] / mean:.1f}x the running "
+               f"mean {mean:.4g} (config.spike_factor={config.spike_factor})")
+        if config.spike_action == "stop":
+          writer.write(s, m)
+          writer.close()
+          raise LossSpikeError(f"{msg}; the last good checkpoint is {ckpt.path(last_saved)}. Lower "
+                               f"config.optimizer.lr or check the data of that step, then rerun (it resumes "
+                               f"there), or set config.spike_action='warn'.")
+        logging.warning("%s; continuing (config.spike_action='warn')", msg)
       last = m
     if pending:
       last.update(throughput.read())
