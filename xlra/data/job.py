@@ -24,6 +24,7 @@ import shutil
 import numpy as np
 from absl import logging
 
+from xlra import files
 from xlra.data import tokenizer as tok_lib
 from xlra.data.testbed import langs
 from xlra.data.testbed.annotators import Annotator
@@ -249,11 +250,9 @@ def prepare(config, workdir: str) -> DataBundle:
       summary = {"counts": counts, "skips": reports}
   summary["tokenizer"] = {"vocab_size": len(tokenizer), "pad_id": tokenizer.pad_token_id,
                           "bos_id": tokenizer.bos_token_id, "eos_id": tokenizer.eos_token_id}
-  if not cached:
-    with open(os.path.join(data_dir, "summary.json"), "w", encoding="utf-8") as f:
-      json.dump(summary, f, indent=1, ensure_ascii=False)
-    with open(stamp, "w", encoding="utf-8") as f:
-      json.dump({"fingerprint": fingerprint, "config": json.loads(config.to_json_best_effort())}, f, indent=1)
+  if not cached:  # the stamp last and atomically: a run killed before it rebuilds the data
+    files.write_json(os.path.join(data_dir, "summary.json"), summary)
+    files.write_json(stamp, {"fingerprint": fingerprint, "config": json.loads(config.to_json_best_effort())})
   return DataBundle(data_dir, tokenizer, tok_dir, testbed, real, summary)
 
 
