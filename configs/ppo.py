@@ -12,9 +12,18 @@ Implementation Details of RLHF with PPO" (see DESIGN.md section 5).
 
 from __future__ import annotations
 
+import os
+import runpy
+
 import ml_collections
 
 from xlra.train.optim import default_optimizer_config
+
+
+def testbed_data(arg: str) -> ml_collections.ConfigDict:
+  """The testbed data of the SFT/RM presets (configs/sft.py; configs/ is not a package)."""
+  sft = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "sft.py"))
+  return sft["testbed_data"](arg)
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
@@ -25,12 +34,13 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c.policy_checkpoint = ""  # workdir of the target-language SFT run
   c.rm_checkpoint = ""  # workdir of the reward-model run
   c.critic_init = "rm"  # rm: the critic starts as the RM; sft: the SFT backbone with a fresh head
-  # Data: prompts from the testbed RL split of this language and task (or a JSONL of prompts).
+  # Data: prompts from the testbed RL split of this language and task ("" = every task). The data
+  # must be that of the SFT run (same tokenizer): data_dir names the workdir holding it.
   c.lang = "de"
-  c.task = "dialog"
-  c.data_dir = ""  # testbed/data workdir; "" = generate the testbed into WORKDIR/data
-  c.prompts = ""  # optional JSONL {"id", "prompt", "lang"} overriding the testbed RL split
-  c.eval_prompts = 64  # evaluation prompts for the gold-q / win-rate curve (0: none)
+  c.task = ""
+  c.data = testbed_data("tiny")
+  c.data_dir = ""  # a workdir whose data/ to use; "" = WORKDIR (generated there from config.data)
+  c.eval_prompts = 64  # evaluation prompts (testbed eval split) for the gold-q / win-rate curve (0: none)
   c.eval_every = 5  # iterations between evaluations (and at the end)
   # Rollouts.
   c.iterations = 40
@@ -39,11 +49,13 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c.max_new_tokens = 48
   c.temperature = 0.7  # log-probs of the learner are recomputed at this temperature
   c.min_prompt_bucket = 32
-  c.max_prompt_len = 256
+  c.max_prompt_len = 128  # testbed prompts are <= ~115 tokens
   # Rewards.
   c.estimator = "gae"  # gae | rloo
   c.kl = ml_collections.ConfigDict({"beta": 0.1, "adaptive": False, "target": 6.0, "horizon": 10_000})
-  c.missing_eos_penalty = -1.0  # replaces the score of a response without EOS; None keeps it
+  # Replaces the score of a response without EOS (None keeps it). It must sit below the scores the
+  # policy gets: a cross-lingual RM scores target-language outputs several std below its own references.
+  c.missing_eos_penalty = -5.0
   c.normalize_reward = True  # (score - mean) / std with the RM's stored statistics
   c.whiten_rewards = False
   c.whiten_advantages = True

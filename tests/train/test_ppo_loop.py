@@ -3,13 +3,15 @@ value warm-up, on-policy parity, the adaptive KL controller and RLOO in the same
 
 from __future__ import annotations
 
+import os
+import runpy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from configs import ppo as ppo_configs
 from xlra.models.heads import ScalarModel
 from xlra.models.presets import get_preset
 from xlra.models.transformer import Transformer
@@ -35,7 +37,7 @@ def test_right_pad_scores_like_a_right_padded_row():
 
 
 def _config(arg="tiny", **kw):
-  c = ppo_configs.get_config(arg)
+  c = runpy.run_path(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "ppo.py"))["get_config"](arg)
   c.update(dict(dict(iterations=3, prompts_per_iteration=4, max_new_tokens=8, epochs=1, minibatches=1,
                      min_prompt_bucket=8, max_prompt_len=16, normalize_reward=False), **kw))
   c.policy_optimizer.lr = 1e-3

@@ -1,0 +1,323 @@
+"""`xlra ppo`: PPO (or RLOO) of a target-language SFT policy against a frozen reward model.
+
+    train_ppo(config, workdir, policy_ckpt=None, rm_ckpt=None, data=None, should_stop=None) -> PPOResult
+
+Roles: the policy and the frozen reference both start from `policy_ckpt` (an `xlra sft` workdir or
+model directory); the frozen RM is `rm_ckpt` (an `xlra rm` workdir, any language's), with its
+reward_stats.json for normalisation; the critic starts as the RM (config.critic_init='rm'), or as
+the SFT decoder with a fresh scalar head ('sft'); RLOO has none ('none').
+
+Prompts come from the testbed RL split of config.lang (and config.task, '' = every task), in a
+seeded order per pass. Per iteration WORKDIR/metrics.jsonl gets the RM reward next to the gold
+quality q and the KL to the reference, so reward hacking (proxy reward up, q flat or down) shows:
+rm_score, score, gold_q, kl, entropy, response_length, response_words, annotator_bias (the simulated
+annotators' language-specific bonus that q does not pay), eos_rate, the learner's clip fraction,
+approx KL, value loss, explained variance, and the time split between rollout and learning. Every
+config.eval_every iterations (and at 0 and the end) the greedy outputs on the eval split are scored:
+gold q, RM score, and the oracle win rate against the SFT policy's greedy outputs (split "eval").
+
+WORKDIR/checkpoints (orbax, with iteration and beta; a rerun resumes), WORKDIR/model (the final
+policy, xlra model format), WORKDIR/outputs/eval.jsonl (its eval outputs: id, prompt, output, lang,
+task), WORKDIR/summary.json, WORKDIR/curves.png (`plot_curves` also overlays several runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Callable
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from xlra import files
+from xlra.data.job import DataBundle, prepare
+from xlra.data.testbed import Annotator, quality
+from xlra.data.tokenizer import decode_response, encode_prompt
+from xlra.eval.judges.base import Judgement
+from xlra.eval.judges.oracle import OracleJudge
+from xlra.eval.winrate import win_rate
+from xlra.models.checkpoint_io import load_model, save_model
+from xlra.models.heads import ScalarModel
+from xlra.models.transformer import Transformer
+from xlra.parallel import mesh as mesh_lib
+from xlra.parallel.distributed import is_main_process
+from xlra.sampling.sampler import Sampler, SamplingConfig
+from xlra.train import checkpoint as ckpt_lib
+from xlra.train.loop import NonFiniteError, TrainingInterrupted, _StopFlag
+from xlra.train.metrics import MetricWriter, Progress, read_metrics
+from xlra.train.ppo_loop import PPOTrainer
+from xlra.train.scoring import RewardScorer, read_stats
+from xlra.train.state import split_params
+
+CRITIC_INITS = ("rm", "sft", "none")
+OUTPUTS = os.path.join("outputs", "eval.jsonl")
+
+
+@dataclasses.dataclass
+class PPOResult:
+  model_dir: str  # the final policy (xlra model directory)
+  outputs: str  # its greedy outputs on the eval prompts (JSONL), "" without eval prompts
+  iterations: int
+  beta: float
+  last: dict[str, float]  # metrics of the last iteration
+  evals: list[dict]  # eval rows (iteration, gold_q, rm_score, win_rate, ...)
+
+
+def _prompts(bundle: DataBundle, config, split: str, limit: int | None = None):
+  """(examples, prompt ids) of a testbed split; prompts over config.max_prompt_len are skipped and counted."""
+  if bundle.testbed is None:
+    raise ValueError("xlra ppo reads prompts from the testbed; config.data.source must be 'testbed'")
+  examples = bundle.testbed.get(split, config.lang, config.task or None)[:limit]
+  kept, ids, too_long = [], [], 0
+  for ex in examples:
+    p = encode_prompt(bundle.tokenizer, ex.prompt)
+    if len(p) > config.max_prompt_len:
+      too_long += 1
+      continue
+    kept.append(ex)
+    ids.append(p)
+  if too_long:
+    logging.warning("ppo: skipped %d of %d %s prompts longer than config.max_prompt_len=%d", too_long,
+                    len(examples), split, config.max_prompt_len)
+  if not kept and split == "rl":
+    raise ValueError(f"no RL prompts for lang={config.lang!r} task={config.task!r} (config.data.sizes.rl="
+                     f"{config.data.sizes.rl}, {too_long} over config.max_prompt_len)")
+  return kept, ids
+
+
+def _order(n: int, iteration: int, per_iter: int, seed: int) -> list[int]:
+  """Prompt indices of an iteration: consecutive slices of a fresh seeded permutation per pass."""
+  out = []
+  start = iteration * per_iter
+  for pos in range(start, start + per_iter):
+    epoch, i = divmod(pos, n)
+    out.append(int(np.random.default_rng([seed, epoch]).permutation(n)[i]))
+  return out
+
+
+def _load(path: str, field: str, kind, mesh, rules):
+  model = load_model(ckpt_lib.resolve_model_dir(path, field), mesh=mesh, rules=rules)
+  if not isinstance(model, kind):
+    raise ValueError(f"{field}={path!r} holds a {type(model).__name__}; PPO needs a {kind.__name__} there")
+  return model
+
+
+def _roles(config, policy_dir: str, rm_dir: str, mesh, rules):
+  if config.critic_init not in CRITIC_INITS:
+    raise ValueError(f"config.critic_init={config.critic_init!r}: choose one of {CRITIC_INITS}")
+  if (config.estimator == "rloo") != (config.critic_init == "none"):
+    raise ValueError(f"config.critic_init={config.critic_init!r} with estimator={config.estimator!r}: "
+                     "RLOO uses critic_init='none', GAE needs 'rm' or 'sft'")
+  policy = _load(policy_dir, "config.policy_checkpoint", Transformer, mesh, rules)
+  rm = _load(rm_dir, "config.rm_checkpoint", ScalarModel, mesh, rules)
+  policy_def, policy_params = split_params(policy)
+  rm_def, rm_params = split_params(rm)
+  critic_def = critic_params = None
+  if config.critic_init == "rm":
+    critic_def, critic_params = rm_def, rm_params
+  elif config.critic_init == "sft":  # the SFT decoder with a fresh head, N(0, 1/sqrt(d+1))
+    critic = ScalarModel(policy.cfg, rngs=nnx.Rngs(config.seed), backbone=policy)
+    critic_def, critic_params = split_params(critic)
+  stats = read_stats(ckpt_lib.resolve_model_dir(rm_dir, "config.rm_checkpoint"))
+  return dict(vocab_size=policy.cfg.vocab_size, policy_def=policy_def, policy_params=policy_params, critic_def=critic_def,
+              critic_params=critic_params, rm_def=rm_def, rm_params=rm_params, rm_stats=stats)
+
+
+class _Evaluator:
+  """Greedy outputs of a policy on the eval prompts: gold q, RM score and the oracle win rate
+  against the reference (SFT) policy's greedy outputs, computed once."""
+
+  def __init__(self, trainer: PPOTrainer, examples, prompts, tokenizer, config, rm_def):
+    self.trainer, self.examples, self.prompts, self.tok = trainer, examples, prompts, tokenizer
+    s = trainer.sampling
+    self.sampler = Sampler(trainer.sampler.graphdef, dataclasses.replace(s, temperature=0.0), trainer.mesh,
+                           trainer.rules)
+    shards = mesh_lib.batch_shards(trainer.mesh)
+    self.scorer = RewardScorer(rm_def, trainer.rm_params, trainer.mesh, tokenizer, batch_size=-(-16 // shards) * shards,
+                               length=s.max_prompt_len + s.max_new_tokens)
+    self.seed = config.seed
+    self.baseline = self.outputs(trainer.ref_params)
+
+  def outputs(self, params):
+    """(texts, SampleOutput) of greedy decoding."""
+    out = self.sampler(params, self.prompts, jax.random.PRNGKey(self.seed))
+    return [decode_response(self.tok, out.response(i)) for i in range(len(self.prompts))], out
+
+  def __call__(self, params) -> tuple[dict[str, float], list[str]]:
+    texts, out = self.outputs(params)
+    base_texts, _ = self.baseline
+    q = [quality(ex, t) for ex, t in zip(self.examples, texts)]
+    seqs = [p + out.response(i) for i, p in enumerate(self.prompts)]
+    rm = self.scorer.score_ids(seqs)
+    reqs = [Judgement(ex.prompt, a, b, ex.lang, ex.task, example=ex)
+            for ex, a, b in zip(self.examples, texts, base_texts)]
+    wr = win_rate([r.p_a for r in OracleJudge().judge(reqs)], n_boot=2000, seed=self.seed)
+    return {"gold_q": float(np.mean(q)), "rm_score": float(np.mean(rm)), "win_rate": wr.win_rate,
+            "win_ci_low": wr.ci_low, "win_ci_high": wr.ci_high, "eos_rate": float(np.mean(out.stopped)),
+            "response_length": float(np.mean(out.lengths))}, texts
+
+
+def _rollout_quality(examples, rows: list[int], host: dict, tokenizer, annotator: Annotator, k: int) -> dict:
+  """Gold q and the annotators' language-specific bias of the sampled responses (host rows)."""
+  q, bias, words = [], [], []
+  for r in range(host["tokens"].shape[0]):
+    ex = examples[rows[r // k]]
+    text = decode_response(tokenizer, host["tokens"][r, :host["lengths"][r]])
+    q.append(quality(ex, text))
+    bias.append(annotator.bias(ex, text))
+    words.append(len(text.split()))
+  return {"gold_q": float(np.mean(q)), "annotator_bias": float(np.mean(bias)), "response_words": float(np.mean(words))}
+
+
+def train_ppo(config: ml_collections.ConfigDict, workdir: str, policy_ckpt: str | None = None,
+              rm_ckpt: str | None = None, data: DataBundle | None = None,
+              should_stop: Callable[[int], bool] | None = None) -> PPOResult:
+  """Run (or resume) PPO in `workdir`; see the module docstring. policy_ckpt / rm_ckpt override
+  config.policy_checkpoint / config.rm_checkpoint (the pipeline passes them)."""
+  workdir = os.path.abspath(workdir)
+  policy_dir, rm_dir = policy_ckpt or config.policy_checkpoint, rm_ckpt or config.rm_checkpoint
+  for field, value in (("config.policy_checkpoint", policy_dir), ("config.rm_checkpoint", rm_dir)):
+    if not value:
+      raise ValueError(f"{field} is empty: name the workdir (or model directory) of the SFT policy / reward model")
+  mesh = mesh_lib.make_mesh(dict(config.mesh))
+  rules = mesh_lib.rules_from_config(config.sharding_rules)
+  bundle = data if data is not None else prepare(config.data, config.data_dir or workdir)
+  tok = bundle.tokenizer
+  examples, prompts = _prompts(bundle, config, "rl")
+  eval_examples, eval_prompts = _prompts(bundle, config, "eval", config.eval_prompts) if config.eval_prompts else ([], [])
+  roles = _roles(config, policy_dir, rm_dir, mesh, rules)
+  vocab = roles.pop("vocab_size")
+  if len(tok) > vocab:
+    raise ValueError(f"the tokenizer of {config.data_dir or workdir}/data has {len(tok)} tokens but the policy's "
+                     f"vocab_size is {vocab}: point config.data_dir at the workdir whose data trained the SFT model")
+  trainer = PPOTrainer(config, mesh, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, rules=rules, **roles)
+  annotator = Annotator.from_config(config.data.annotator)
+
+  ckpt = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
+  start, latest = 0, ckpt.latest_step()
+  if latest is not None:
+    target = ckpt_lib.restore_target(trainer.state, jax.tree.map(lambda x: x.sharding, trainer.state))
+    latest, trainer.state, loop_state = ckpt.restore_latest(target)
+    start, trainer.beta = int(loop_state["iteration"]), float(loop_state["beta"])
+  logging.info("ppo: lang=%s task=%s, %d RL prompts, iterations %d -> %d, weights from %s", config.lang,
+               config.task or "all", len(prompts), start, config.iterations, "workdir" if latest else policy_dir)
+  writer = MetricWriter(workdir, resume_step=start)
+  progress = Progress("ppo", config.iterations, start, every_s=10.0)
+  evaluator = _Evaluator(trainer, eval_examples, eval_prompts, tok, config, roles["rm_def"]) if eval_prompts else None
+  evals = [r for r in _read_evals(workdir) if r["step"] <= start]
+  last, texts, saved = {}, [], latest
+
+  def run_eval(it: int) -> None:
+    nonlocal texts
+    row, texts = evaluator(trainer.state.policy.params)
+    writer.write(it, row, split="eval")
+    evals.append({"step": it, **row})
+    logging.info("ppo eval @%d: %s", it, {k: round(v, 4) for k, v in row.items()})
+
+  def save(it: int) -> None:
+    nonlocal saved
+    if it != saved:
+      ckpt.save(it, trainer.state, {"iteration": it, "beta": trainer.beta})
+      saved = it
+
+  with _StopFlag() as stop:
+    if evaluator and start == 0:
+      run_eval(0)
+    for it in range(start, config.iterations):
+      rows = _order(len(prompts), it, config.prompts_per_iteration, config.seed)
+      metrics, host = trainer.iteration([prompts[i] for i in rows], it, prompt_ids=rows)
+      t0 = time.perf_counter()
+      metrics.update(_rollout_quality(examples, rows, host, tok, annotator, config.samples_per_prompt))
+      metrics["time/gold_s"] = time.perf_counter() - t0
+      bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+      if bad:
+        writer.write(it + 1, metrics)
+        writer.close()
+        raise NonFiniteError(f"ppo: {bad[0]}={metrics[bad[0]]} at iteration {it + 1}; the last good checkpoint is "
+                             f"{ckpt.path(saved)}. Lower the learning rates, then rerun (it resumes there).")
+      writer.write(it + 1, metrics)
+      last = metrics
+      done = it + 1
+      progress.update(done, {k: metrics[k] for k in ("rm_score", "gold_q", "kl")}, force=done == config.iterations)
+      if evaluator and (done % config.eval_every == 0 or done == config.iterations):
+        run_eval(done)
+      if (config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.iterations:
+        save(done)
+      if done < config.iterations and (stop.set or (should_stop is not None and should_stop(done))):
+        save(done)
+        ckpt.wait()
+        ckpt.close()
+        writer.close()
+        raise TrainingInterrupted(f"ppo stopped at iteration {done}/{config.iterations}; checkpoint "
+                                  f"{ckpt.path(done)} saved; rerun the same command to resume")
+  ckpt.wait()
+  ckpt.close()
+  writer.close()
+  return _finish(workdir, trainer, config, evaluator, eval_examples, texts, last, evals)
+
+
+def _read_evals(workdir: str) -> list[dict]:
+  return [{k: v for k, v in r.items() if k not in ("time", "split")} for r in read_metrics(workdir, "eval")]
+
+
+def _finish(workdir, trainer, config, evaluator, eval_examples, texts, last, evals) -> PPOResult:
+  model_dir = ckpt_lib.model_dir(workdir)
+  save_model(nnx.merge(trainer.sampler.graphdef, trainer.state.policy.params), model_dir)
+  outputs = ""
+  if evaluator is not None:
+    if not texts:  # resumed after the last iteration's eval: regenerate (greedy, deterministic)
+      texts, _ = evaluator.outputs(trainer.state.policy.params)
+    outputs = os.path.join(workdir, OUTPUTS)
+    files.write_jsonl(outputs, [{"id": ex.id, "prompt": ex.prompt, "output": t, "lang": ex.lang, "task": ex.task}
+                                for ex, t in zip(eval_examples, texts)])
+  result = PPOResult(model_dir, outputs, config.iterations, trainer.beta, last, evals)
+  files.write_json(os.path.join(workdir, "summary.json"), dataclasses.asdict(result))
+  if is_main_process():
+    plot_curves({config.lang: workdir}, os.path.join(workdir, "curves.png"))
+  return result
+
+
+CURVES = (("rm_score", "RM score (raw, rollouts)"), ("gold_q", "gold q (rollouts)"), ("kl", "KL to reference (nats/seq)"),
+          ("annotator_bias", "annotator bias q ignores"), ("eval:win_rate", "win rate vs SFT (eval, greedy)"),
+          ("eval:gold_q", "gold q (eval, greedy)"))
+
+
+def plot_curves(runs: dict[str, str], path: str) -> None:
+  """One PNG of the PPO curves of several runs (label -> workdir): proxy reward, gold q, KL, the
+  bias term, and the eval win rate with its 95% interval, so reward hacking is visible at a glance."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+  for (key, title), ax in zip(CURVES, axes.flat):
+    split, name = key.split(":") if ":" in key else ("train", key)
+    for label, workdir in runs.items():
+      rows = [r for r in read_metrics(workdir, split) if name in r]
+      x, y = [r["step"] for r in rows], [r[name] for r in rows]
+      line, = ax.plot(x, y, marker="." if split == "eval" else None, label=label)
+      if name == "win_rate":
+        ax.fill_between(x, [r["win_ci_low"] for r in rows], [r["win_ci_high"] for r in rows], alpha=0.2,
+                        color=line.get_color())
+    if name == "win_rate":
+      ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_title(title)
+    ax.set_xlabel("iteration")
+  axes.flat[0].legend(fontsize=8)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """`xlra ppo --config=configs/ppo.py:tiny --workdir=DIR --config.policy_checkpoint=... --config.rm_checkpoint=...`."""
+  result = train_ppo(config, workdir)
+  logging.info("ppo finished after %d iterations: %s; last %s; evals %s", result.iterations, result.model_dir,
+               {k: round(v, 4) for k, v in result.last.items() if not k.startswith("learn/")}, result.evals[-1:])
