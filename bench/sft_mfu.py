@@ -1,0 +1,66 @@
+"""SFT train-step throughput and model FLOPs utilisation against a matmul peak measured in the same run.
+
+    python bench/sft_mfu.py                       # bench32m (d=512, 8 layers, GQA), batch 8 x seq 512, float32
+    python bench/sft_mfu.py --dtype bfloat16      # bf16 compute, f32 master weights and accumulation
+
+The reference is `xlra.train.metrics.measure_peak_flops`: a jitted 1024^3 `jnp.dot` in the same dtype
+(bfloat16 inputs with float32 accumulation for --dtype bfloat16), run for --peak-s seconds right
+before each timed step. Each round pairs one peak measurement with --steps timed steps, so both see
+the same machine load; the reported MFU is the median over rounds of achieved FLOP/s / peak FLOP/s.
+FLOPs are counted as in bench/sft_setup.py (6 N per token plus 12 L H Q T attention). The last
+line is `ratio=<achieved/peak>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+
+import sft_setup
+import timing
+from xlra.train.metrics import measure_peak_flops
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--preset", default="bench32m")
+  ap.add_argument("--batch", type=int, default=8)
+  ap.add_argument("--seq", type=int, default=512)
+  ap.add_argument("--dtype", default="float32", choices=sft_setup.DTYPES)
+  ap.add_argument("--rounds", type=int, default=3)
+  ap.add_argument("--steps", type=int, default=1, help="timed steps per round")
+  ap.add_argument("--peak-s", type=float, default=1.0, help="seconds of each peak measurement")
+  args = ap.parse_args()
+
+  print(f"sft_mfu: {timing.load_line()}; jax {jax.__version__} on {jax.devices()[0].platform}", flush=True)
+  t0 = time.perf_counter()
+  bench = sft_setup.build(args.preset, args.batch, args.seq, args.dtype)
+  bench.run()  # compile + first step
+  cfg, fpt = bench.cfg, bench.flops_per_token
+  attention = 12 * cfg.n_layers * cfg.n_heads * cfg.head_dim * args.seq
+  print(f"{args.preset}: {bench.params / 1e6:.1f}M params, d={cfg.d_model} layers={cfg.n_layers} heads={cfg.n_heads}"
+        f"/{cfg.n_kv_heads} kv, vocab {cfg.vocab_size}; batch {args.batch} x seq {args.seq} = {bench.tokens} "
+        f"tokens/step; {args.dtype}; compiled in {time.perf_counter() - t0:.0f} s")
+  print(f"FLOPs/token = 6 N + 12 L H Q T = {(fpt - attention) / 1e6:.1f}M + {attention / 1e6:.1f}M = {fpt / 1e6:.1f}M"
+        f"; {fpt * bench.tokens / 1e9:.0f} GFLOP per step", flush=True)
+
+  mfus, rates, peaks = [], [], []
+  for r in range(args.rounds):
+    peak = measure_peak_flops(args.dtype, seconds=args.peak_s)
+    dt = sum(timing.seconds(bench.run) for _ in range(args.steps)) / args.steps
+    rate = bench.tokens / dt
+    mfus.append(rate * fpt / peak)
+    rates.append(rate)
+    peaks.append(peak)
+    print(f"round {r + 1}: peak {peak / 1e9:.1f} GFLOP/s ({args.dtype} jnp.dot)  step {dt:.2f} s  "
+          f"{rate:.0f} tokens/s  {rate * fpt / 1e9:.1f} GFLOP/s  MFU {mfus[-1]:.3f}", flush=True)
+  print(f"median: {timing.median(rates):.0f} tokens/s, peak {timing.median(peaks) / 1e9:.1f} GFLOP/s, "
+        f"MFU {timing.median(mfus):.3f} (best round: {max(rates):.0f} tokens/s, best peak "
+        f"{max(peaks) / 1e9:.1f} GFLOP/s); {timing.load_line()}")
+  timing.print_ratio(timing.median(mfus))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,96 @@
+"""Our SFT train step against the same model's PyTorch eager train step, on the same machine.
+
+    python bench/sft_vs_torch.py                     # bench32m, batch 8 x seq 512, float32 on both sides
+    python bench/sft_vs_torch.py --dtype bfloat16    # bf16 compute with f32 master weights on both sides
+
+Reference: a transformers `LlamaForCausalLM` with the preset's shape (same vocabulary, widths, heads,
+GQA, untied head; its default SDPA attention), `loss = model(tokens, labels=tokens).loss`,
+`backward()`, `clip_grad_norm_(1.0)` and `torch.optim.AdamW`: what a plain PyTorch training loop
+does. Ours: bench/sft_setup.py (the project's jitted step: AdamW with global-norm clipping 1.0).
+Both sides take the same full rows; bfloat16 means `torch.autocast("cpu", bfloat16)` there and
+`dtype="bfloat16"` (float32 params, logits and losses) here.
+
+Rounds alternate one reference step and one of ours (after a warm-up/compile step each); the ratio
+is the median over rounds of ours_tokens_per_s / torch_tokens_per_s. Last line: `ratio=<ours/torch>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import jax
+import numpy as np
+import torch
+import transformers as tf
+
+import sft_setup
+import timing
+from xlra.models.config import ModelConfig
+
+
+def torch_step(cfg: ModelConfig, batch: int, seq: int, dtype: str):
+  """One PyTorch eager train step of the same architecture; returns a function that runs it."""
+  if cfg.family != "llama" or cfg.tie_embeddings or cfg.qkv_bias or cfg.qk_norm:
+    raise ValueError("the PyTorch reference builds a Llama model; use a llama-family preset with an untied head")
+  torch.manual_seed(0)
+  hf = tf.LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
+                      num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
+                      num_key_value_heads=cfg.n_kv_heads, head_dim=cfg.head_dim, rms_norm_eps=cfg.norm_eps,
+                      max_position_embeddings=max(cfg.max_seq_len, seq), tie_word_embeddings=False,
+                      rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta})
+  model = tf.LlamaForCausalLM(hf).train()
+  opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0)
+  ids = torch.from_numpy(sft_setup.tokens(cfg, batch, seq)).long()
+  cast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if dtype == "bfloat16" else contextlib.nullcontext
+
+  def step() -> float:
+    opt.zero_grad(set_to_none=True)
+    with cast():
+      loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.item()
+
+  return step, sum(p.numel() for p in model.parameters())
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--preset", default="bench32m")
+  ap.add_argument("--batch", type=int, default=8)
+  ap.add_argument("--seq", type=int, default=512)
+  ap.add_argument("--dtype", default="float32", choices=sft_setup.DTYPES)
+  ap.add_argument("--rounds", type=int, default=3)
+  args = ap.parse_args()
+
+  print(f"sft_vs_torch: {timing.load_line()}; jax {jax.__version__}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})", flush=True)
+  t0 = time.perf_counter()
+  ours = sft_setup.build(args.preset, args.batch, args.seq, args.dtype)
+  ref, ref_params = torch_step(ours.cfg, args.batch, args.seq, args.dtype)
+  if ref_params != ours.params:
+    raise AssertionError(f"parameter counts differ: torch {ref_params} vs ours {ours.params}")
+  l_ref, l_ours = ref(), ours.run()  # warm-up (and compile)
+  print(f"{args.preset}: {ours.params / 1e6:.1f}M params on both sides; batch {args.batch} x seq {args.seq}; "
+        f"{args.dtype}; first-step loss torch {l_ref:.3f} ours {l_ours:.3f} (ln V = {np.log(ours.cfg.vocab_size):.3f}); "
+        f"setup {time.perf_counter() - t0:.0f} s", flush=True)
+
+  times = {"torch": [], "ours": []}
+  for r in range(args.rounds):
+    for name, fn in (("torch", ref), ("ours", ours.run)):
+      times[name].append(timing.seconds(fn))
+    t, o = times["torch"][-1], times["ours"][-1]
+    print(f"round {r + 1}: torch {t:.2f} s/step ({ours.tokens / t:.0f} tokens/s)  ours {o:.2f} s/step "
+          f"({ours.tokens / o:.0f} tokens/s)  ratio {t / o:.3f}", flush=True)
+  ratios = timing.paired_ratios(times["torch"], times["ours"])  # time ratio = tokens/s ratio inverted
+  best_t, best_o = min(times["torch"]), min(times["ours"])
+  print(f"median ratio {timing.median(ratios):.3f}; best steps: torch {ours.tokens / best_t:.0f} tokens/s, ours "
+        f"{ours.tokens / best_o:.0f} tokens/s ({best_t / best_o:.3f}); {timing.load_line()}")
+  timing.print_ratio(timing.median(ratios))
+
+
+if __name__ == "__main__":
+  main()
