@@ -7,7 +7,7 @@ Both sides sample the same random LlamaForCausalLM (ours reads the saved checkpo
 temperature 1 with top-k/top-p off, from the same prompts, n samples per prompt
 (`generate(num_return_sequences=n)` on the reference side). EOS is off on both sides so every row
 generates --max-new tokens; tokens/s counts generated tokens only. Compilation and a warm-up call are
-excluded; the best of --repeats timed calls counts for each side. The last line is
+excluded; the best of --repeats interleaved timed calls counts for each side. The last line is
 `ratio=<ours/reference>` (higher is better).
 """
 
@@ -29,14 +29,18 @@ from xlra.parallel.mesh import make_mesh
 from xlra.sampling.sampler import Sampler, SamplingConfig
 
 
-def _best_time(fn, repeats: int) -> float:
-  fn()  # warm-up (and compilation on our side)
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
+def _best_times(fns, repeats: int) -> list[float]:
+  """Best wall time of each function over `repeats` interleaved rounds, after one warm-up call each
+  (compilation on our side): interleaving exposes both sides to the same load on a shared machine."""
+  for fn in fns:
     fn()
-    times.append(time.perf_counter() - t0)
-  return min(times)
+  best = [float("inf")] * len(fns)
+  for _ in range(repeats):
+    for i, fn in enumerate(fns):
+      t0 = time.perf_counter()
+      fn()
+      best[i] = min(best[i], time.perf_counter() - t0)
+  return best
 
 
 def main() -> None:
@@ -46,7 +50,7 @@ def main() -> None:
   ap.add_argument("--min-len", type=int, default=12, help="prompt lengths are spread over [min-len, max-len]")
   ap.add_argument("--max-len", type=int, default=40)
   ap.add_argument("--max-new", type=int, default=64)
-  ap.add_argument("--repeats", type=int, default=2)
+  ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--hidden", type=int, default=128)
   ap.add_argument("--layers", type=int, default=4)
   ap.add_argument("--vocab", type=int, default=1024)
@@ -94,8 +98,7 @@ def main() -> None:
     return out
 
   tokens = len(prompts) * args.n * args.max_new
-  t_ours = _best_time(ours, args.repeats)
-  t_ref = _best_time(reference, args.repeats)
+  t_ours, t_ref = _best_times([ours, reference], args.repeats)
   print(f"config: llama d={args.hidden} layers={args.layers} vocab={args.vocab}; {len(prompts)} prompts of "
         f"{args.min_len}-{args.max_len} tokens, n={args.n}, {args.max_new} new tokens; jax {jax.__version__} on "
         f"{jax.devices()[0].platform} x{jax.device_count()}, torch {torch.__version__} threads={torch.get_num_threads()}, "
