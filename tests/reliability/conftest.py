@@ -12,7 +12,7 @@ import reliability_tally
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-  if not any(reliability_tally.TALLY.values()):
+  if not reliability_tally.TALLY and not reliability_tally.NOTES:
     return
   terminalreporter.section("reliability counts")
   for line in reliability_tally.summary_lines():
@@ -53,3 +53,13 @@ def in_process_compile_cache(compile_cache_dir):
   yield
   jax.config.update("jax_compilation_cache_dir", old[0])
   jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+
+
+@pytest.fixture
+def fake_judge():
+  """tests/eval's fake OpenAI chat-completions server on 127.0.0.1 (tests/ is on sys.path)."""
+  from eval.conftest import FakeOpenAI
+
+  server = FakeOpenAI()
+  yield server
+  server.close()

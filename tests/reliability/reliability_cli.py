@@ -207,3 +207,18 @@ def assert_same_arrays(got: dict[str, np.ndarray], want: dict[str, np.ndarray], 
     if not np.array_equal(a, b):
       diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
       raise AssertionError(f"{what}: {k} differs from the uninterrupted run (max abs diff {diff:g})")
+
+
+def eval_inputs(directory, n: int) -> tuple[str, str]:
+  """Baseline and two systems' outputs (JSONL, n prompts) for `xlra eval`: (baseline path, the
+  --config.system_outputs value). Each system its own word and lengths, so no two questions repeat."""
+  from xlra import files
+
+  def write(name, words):
+    path = os.path.join(str(directory), f"{name}.jsonl")
+    files.write_jsonl(path, [{"id": f"q{i}", "lang": "de" if i % 2 else "en", "prompt": f"prompt {i}",
+                              "output": " ".join([name] * words(i))} for i in range(n)])
+    return path
+  base = write("sft", lambda i: 3)
+  a, b = write("a", lambda i: 1 + i % 5), write("b", lambda i: 2 + (3 * i) % 4)
+  return base, f"a={a},b={b}"

@@ -17,7 +17,8 @@ import pytest
 
 import reliability_tally as tally
 from reliability_cli import (Job, any_of, assert_same_arrays, checkpoint_in_flight, checkpoint_written,
-                             count_lines, data_flags, lines_written, model_arrays, train_steps_logged)
+                             count_lines, data_flags, eval_inputs, lines_written, model_arrays,
+                             train_steps_logged)
 from xlra import files
 
 pytestmark = pytest.mark.slow
@@ -131,7 +132,7 @@ def test_ppo_killed_after_its_first_checkpoint_ends_bitwise_equal(tmp_path, shar
 
 def test_eval_killed_midway_loses_and_repeats_no_judgement(tmp_path, cli_env, fake_judge):
   n = 24
-  base, systems = _eval_inputs(tmp_path, n)
+  base, systems = eval_inputs(tmp_path, n)
   flags = [f"--config.baseline.outputs={base}", f"--config.system_outputs={systems}",
            f"--config.judge.http.base_url={fake_judge.base_url}", "--config.judge.http.model=fake",
            "--config.judge.http.max_concurrency=2", "--config.judge.http.backoff=0.01", "--config.chunk=4",
@@ -161,25 +162,3 @@ def test_eval_killed_midway_loses_and_repeats_no_judgement(tmp_path, cli_env, fa
   summary = lambda w: {k: v for k, v in files.read_json(os.path.join(w, "summary.json")).items() if k != "judge_stats"}
   assert summary(killed.workdir) == summary(ref.workdir)
   tally.add(kills_survived=1)
-
-
-def _eval_inputs(tmp_path, n: int) -> tuple[str, str]:
-  """Baseline and two systems' outputs (JSONL) over n prompts; lengths vary so answers differ."""
-  def write(name, words):  # each system its own word, so no two questions are the same
-    path = str(tmp_path / f"{name}.jsonl")
-    files.write_jsonl(path, [{"id": f"q{i}", "lang": "de" if i % 2 else "en", "prompt": f"prompt {i}",
-                              "output": " ".join([name] * words(i))} for i in range(n)])
-    return path
-  base = write("sft", lambda i: 3)
-  a, b = write("a", lambda i: 1 + i % 5), write("b", lambda i: 2 + (3 * i) % 4)
-  return base, f"a={a},b={b}"
-
-
-@pytest.fixture
-def fake_judge():
-  from eval.conftest import FakeOpenAI  # tests/eval's fake OpenAI server (tests/ is on sys.path)
-
-  server = FakeOpenAI()
-  yield server
-  server.close()
-
