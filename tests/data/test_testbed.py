@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from xlra.data import testbed as tb
 from xlra.data.testbed import corruptions, langs, tasks
+from xlra.data.testbed.quality import content
 from xlra.data.testbed.langs.tr import locative
 from xlra.data.testbed.seeding import Stream
 
@@ -143,7 +144,7 @@ def test_q_hand_computed_summarization():
   # Written in German: no English word, language factor 0.1.
   german = tb.render(ex, {**tb.reference_spec(ex), "lang": "de"})
   parts = tb.quality_parts(ex, german)
-  assert parts["language"] == 0.0 and parts["q"] == pytest.approx(0.1 * max(0.0, parts["coverage"] - parts["penalty"]))
+  assert parts["language"] == 0.0 and parts["q"] == pytest.approx(0.1 * content(parts["coverage"] - parts["penalty"]))
 
 
 def test_q_hand_computed_dialog():
@@ -195,7 +196,7 @@ def test_q_punishes_degenerate_outputs():
   for ex in _examples_for_fuzz():
     assert tb.quality(ex, ex.prompt) < 0.6  # copying the whole input: distractors, far over budget
     assert tb.quality(ex, ex.reference * 50) < 0.2
-    assert tb.quality(ex, "1234 5678 ...") == 0.0
+    assert tb.quality(ex, "1234 5678 ...") < 1e-3  # invented numbers, no words
     assert tb.quality(ex, "\x00\ufffd" * 1000) == 0.0
 
 
@@ -256,3 +257,14 @@ def test_translate_pairs_keeps_the_annotators_choice():
   assert sum(same) / len(same) > 0.9, sum(same) / len(same)
   noisy = tb.translate_pairs(pairs, index, "vi", error_rate=0.5, seed=2)
   assert sum(a["chosen"] != b["chosen"] for a, b in zip(clean, noisy)) > 10
+
+
+def test_q_keeps_ranking_below_zero_content():
+  # Linear above the floor, positive and increasing below it: a sample with more errors still loses.
+  assert content(0.5) == 0.5 and content(1.3) == 1.0 and content(0.01) == pytest.approx(0.01)
+  assert 0 < content(-3.0) < content(-1.0) < content(-0.2) < content(0.0) < content(0.01)
+  ex = tb.generate_split("en", "dialog", "eval", 1, 0)[0]
+  name = ex.world["distractors"][0]["actor"]
+  one_wrong = tb.quality(ex, f"{name} did it. Plans: nothing.")
+  two_wrong = tb.quality(ex, f"{name} did it 9999 times. Plans: nothing.")
+  assert 0 < two_wrong < one_wrong

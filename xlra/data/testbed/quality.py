@@ -1,7 +1,11 @@
 """Gold quality q(example, output) in [0, 1]: the testbed's ground truth (the oracle judge, the source of
 the simulated annotators' preferences, and the measure best-of-n and PPO are evaluated by).
 
-    q = clip(coverage - penalties, 0, 1) * (0.1 + 0.9 * language) * (1 - repetition)
+    q = content(coverage - penalties) * (0.1 + 0.9 * language) * (1 - repetition)
+
+content     min(x, 1) for x >= 0.01; below, 0.01 * exp(x - 0.01): positive, continuous and increasing, so
+            outputs that are wrong in more ways still rank below ones that are wrong in fewer (a small
+            policy's samples often are; a clip at 0 would make them all ties for the oracle judge).
 
 coverage    share of the key facts stated (whole-word match of an accepted surface form); in dialog the
             requested number of listed topics counts as k more facts.
@@ -20,6 +24,7 @@ microseconds a call (regex tokenisation, set and substring look-ups).
 from __future__ import annotations
 
 import functools
+import math
 
 from xlra.data.testbed import langs
 from xlra.data.testbed.langs.base import TOKEN_RE, fold, joined, tokens
@@ -29,6 +34,7 @@ from xlra.data.testbed.tasks import TASKS, Example, generate
 MAX_CHARS = 4000  # longer outputs are scored on their prefix (they are far over budget anyway)
 W_DISTRACTOR, W_INVENTED, W_FILLER, W_EXTRA_ITEM, W_IMPOLITE = 0.25, 0.2, 0.1, 0.1, 0.15
 W_PER_WORD_OVER, MAX_LENGTH_PENALTY, W_NO_END = 0.05, 0.5, 0.05
+FLOOR = 0.01  # below this content score, q decays exponentially instead of stopping at 0
 
 
 def _is_number(token: str) -> bool:
@@ -86,6 +92,11 @@ def _index(ex: Example) -> dict:
   return index
 
 
+def content(x: float) -> float:
+  """Coverage minus penalties mapped into (0, 1]: linear above FLOOR, exponential decay below it."""
+  return min(1.0, x) if x >= FLOOR else FLOOR * math.exp(x - FLOOR)
+
+
 def quality_parts(ex: Example, output: str) -> dict:
   """The components of q (see the module docstring) and q itself, for diagnostics and reports."""
   out = output[:MAX_CHARS]
@@ -124,7 +135,7 @@ def quality_parts(ex: Example, output: str) -> dict:
 
   trigrams = list(zip(toks, toks[1:], toks[2:]))
   repetition = 1.0 - len(set(trigrams)) / len(trigrams) if trigrams else 0.0
-  q = min(1.0, max(0.0, coverage - penalty)) * (0.1 + 0.9 * language) * (1.0 - repetition)
+  q = content(coverage - penalty) * (0.1 + 0.9 * language) * (1.0 - repetition)
   return {"q": q, "coverage": coverage, "penalty": penalty, "language": language, "repetition": repetition}
 
 
