@@ -62,9 +62,11 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.rm.rm.loss = "pairwise"
   c.rm.sft_first = False
 
+  # Best-of-n. temperature 0.7: the tiny policies ramble at 1.0. missing_eos_penalty is in the RM's
+  # normalised units and far below its scores, so a candidate that never stopped wins only when all did.
   c.bon = ml_collections.ConfigDict(dict(
-      n=16, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=48, eval_prompts=64,
-      rows_per_batch=64, normalize_reward=True, missing_eos_penalty=-3.0, min_prompt_bucket=32,
+      n=16, temperature=0.7, top_k=0, top_p=1.0, max_new_tokens=48, eval_prompts=64,
+      rows_per_batch=64, normalize_reward=True, missing_eos_penalty=-10.0, min_prompt_bucket=32,
       max_prompt_len=256, score_batch_size=64))
   c.ppo = ppo_cfgs.get_config("tiny" if testbed else "paper")
   c.ppo.pairs = "en-de"  # SOURCE-TARGET,... (RM language - policy language); "" = no PPO
