@@ -17,26 +17,24 @@ data, languages, mesh and checkpoints, so one field here changes every stage.
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import runpy
 
 import ml_collections
 
 PRESETS = ("demo", "ci", "paper")
 
 
-def _sibling(name: str):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
-  spec = importlib.util.spec_from_file_location(f"xlra_configs_{name[:-3]}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+def _sibling(name: str) -> dict:
+  """Another config file's globals (configs/ is not a package)."""
+  return runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), name))
 
 
 def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   if arg not in PRESETS:
     raise ValueError(f"configs/pipeline.py:{arg}: choose one of {PRESETS}")
   sft_cfgs, rm_cfgs, ppo_cfgs, eval_cfgs = (_sibling(f) for f in ("sft.py", "rm.py", "ppo.py", "eval.py"))
+  data_cfgs = _sibling("data.py")
   testbed = arg != "paper"
   job = "tiny" if testbed else "gemma2_2b_dialog"
   c = ml_collections.ConfigDict()
@@ -46,7 +44,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.init_hf = ""  # real runs: the Hugging Face checkpoint every model starts from (no base-LM stage)
 
   # Shared by every stage.
-  c.data = sft_cfgs.testbed_data("tiny") if testbed else sft_cfgs.sibling("data.py").get_config("real")
+  c.data = sft_cfgs["testbed_data"]("tiny") if testbed else data_cfgs["get_config"]("real")
   c.data.tasks = ("dialog",)
   if testbed:  # a 2048-token BPE keeps prompts near 100 tokens and responses near 30
     c.data.sizes.base = 600
@@ -55,10 +53,10 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(preset="tiny" if testbed else "gemma2_2b", dtype="float32",
                                            param_dtype="float32"))
 
-  c.base = sft_cfgs.get_config(job)  # base LM on the raw multilingual corpus (testbed only)
+  c.base = sft_cfgs["get_config"](job)  # base LM on the raw multilingual corpus (testbed only)
   c.base.corpus = "base"
-  c.sft = sft_cfgs.get_config(job)  # one SFT model per target language, from the base LM
-  c.rm = rm_cfgs.get_config(job)  # one RM per source language, from that language's SFT model
+  c.sft = sft_cfgs["get_config"](job)  # one SFT model per target language, from the base LM
+  c.rm = rm_cfgs["get_config"](job)  # one RM per source language, from that language's SFT model
   c.rm.rm.loss = "pairwise"
   c.rm.sft_first = False
 
@@ -68,9 +66,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
       n=16, temperature=0.7, top_k=0, top_p=1.0, max_new_tokens=48, eval_prompts=64,
       rows_per_batch=64, normalize_reward=True, missing_eos_penalty=-10.0, min_prompt_bucket=32,
       max_prompt_len=256, score_batch_size=64))
-  c.ppo = ppo_cfgs.get_config("tiny" if testbed else "paper")
+  c.ppo = ppo_cfgs["get_config"]("tiny" if testbed else "paper")
   c.ppo.pairs = "en-de"  # SOURCE-TARGET,... (RM language - policy language); "" = no PPO
-  c.judge = eval_cfgs.judge("oracle" if testbed else "http")
+  c.judge = eval_cfgs["judge"]("oracle" if testbed else "http")
   c.winrate = ml_collections.ConfigDict(dict(level=0.95, n_boot=10_000, seed=0))
   c.baselines = ml_collections.ConfigDict(dict(
       source="en",  # whose data is translated
@@ -80,7 +78,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
 
   if arg == "ci":
     c.languages = ("de", "en")
-    c.data = sft_cfgs.testbed_data("ci")
+    c.data = sft_cfgs["testbed_data"]("ci")
     c.data.tasks = ("dialog",)
     c.data.sizes.base = 120  # enough text for a 1024-token BPE: prompts stay under max_prompt_len
     c.data.tokenizer.vocab_size = 1024

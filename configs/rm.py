@@ -17,24 +17,18 @@ scores on reference outputs). Presets as in configs/sft.py; `*_summarize` is poi
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import runpy
 
 import ml_collections
 
 
-def _sft_module():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sft.py")
-  spec = importlib.util.spec_from_file_location("xlra_configs_sft", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-  sft_cfg = _sft_module()
-  c = sft_cfg.base_config(arg)
-  testbed = arg in sft_cfg.TESTBED
+  sft = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "sft.py"))  # configs/ is no package
+  c = sft["base_config"](arg)
+  testbed = arg in sft["TESTBED"]
   c.languages = ("en",) if testbed else ("de",)  # the RM's source language(s)
   c.rm = ml_collections.ConfigDict(dict(
       loss="pointwise" if testbed or arg.endswith("_summarize") else "pairwise",
@@ -47,7 +41,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c.log_every = 5
   # The SFT model the RM starts from, trained first into WORKDIR/sft when nothing else is given.
   c.sft_first = testbed
-  c.sft = sft_cfg.get_config(arg)
+  c.sft = sft["get_config"](arg)
   c.sft.languages = c.get_ref("languages")
   if not testbed:
     c.optimizer.update(dict(lr=5e-6, warmup_steps=50))

@@ -12,19 +12,16 @@ Writes WORKDIR/rm_accuracy.json, rm_accuracy.md and rm_accuracy.png.
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import runpy
 
 import ml_collections
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rm.py")
-  spec = importlib.util.spec_from_file_location("xlra_configs_rm", path)
-  rm = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(rm)
+  rm = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "rm.py"))  # configs/ is no package
   c = ml_collections.ConfigDict()
-  c.rm = rm.get_config(arg)
+  c.rm = rm["get_config"](arg)
   langs = tuple(c.rm.data.languages) if arg in ("tiny", "ci") else ("de", "en", "es", "ru", "tr", "vi")
   c.sources = langs  # one RM per source language
   c.targets = langs  # validation sets

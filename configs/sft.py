@@ -15,8 +15,8 @@ a Hugging Face checkpoint (config.init_hf) and read the datasets named in config
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import runpy
 
 import ml_collections
 
@@ -25,18 +25,14 @@ REAL_TASKS = ("summarize", "dialog")
 TESTBED = ("tiny", "ci")
 
 
-def sibling(name: str):
-  """Another config file of this directory as a module (configs/ is not a package)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
-  spec = importlib.util.spec_from_file_location(f"xlra_configs_{name[:-3]}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+def _data_config(arg: str) -> ml_collections.ConfigDict:
+  """configs/data.py's preset `arg` (configs/ is not a package)."""
+  return runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data.py"))["get_config"](arg)
 
 
 def testbed_data(arg: str) -> ml_collections.ConfigDict:
   """The testbed sizes behind the training presets (per language and task)."""
-  data = sibling("data.py").get_config("tiny")
+  data = _data_config("tiny")
   if arg == "ci":
     data.sizes.update(dict(base=40, sft=48, rm_train=48, rm_val=16, rl=8, eval=8))
     data.tokenizer.vocab_size = 512
@@ -57,7 +53,7 @@ def base_config(arg: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.languages = ("de", "en", "es", "ru", "tr", "vi")  # whose data trains this model
-  c.data = sibling("data.py").get_config("real") if real else testbed_data(arg)
+  c.data = _data_config("real") if real else testbed_data(arg)
   c.data_dir = ""  # a workdir whose data/ to use; "" = this job's WORKDIR
   c.val_examples = 8 if arg == "ci" else 24  # held out per language (and testbed task) when a split has no validation
 
