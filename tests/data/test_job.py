@@ -80,7 +80,7 @@ def test_data_job_writes_splits_tokenizer_and_summary(tmp_path, capsys):
 
 
 def test_config_validation():
-  with pytest.raises(ValueError, match="unknown testbed language"):
+  with pytest.raises(ValueError, match="testbed language"):
     job.validate(_tiny(languages=("de", "fr")))
   with pytest.raises(ValueError, match="needs config.tokenizer.path"):
     job.validate(data_config.get_config("real"))
