@@ -120,14 +120,39 @@ def pointwise_batch(prompts: Sequence[Ids], outputs: Sequence[Ids], labels: Sequ
 
 # -- encoding records ---------------------------------------------------------------------------------
 
+_ROLES = ("system", "user", "assistant")
+
+
+def check_record(rec: object, fields: Sequence[str], index: int) -> None:
+  """A clear error, naming the record and the field, for a record the encoder cannot read: the
+  loaders produce well-formed records, so a bad one is a bug upstream, not a row to skip."""
+  if not isinstance(rec, dict):
+    raise ValueError(f"record #{index} is a {type(rec).__name__}, not a dict with 'prompt' and {list(fields)}")
+  rid = rec.get("id", f"#{index}")
+  msgs = rec.get("messages")
+  if msgs:
+    if not isinstance(msgs, list) or not all(isinstance(m, dict) and m.get("role") in _ROLES
+                                             and isinstance(m.get("content"), str) for m in msgs):
+      raise ValueError(f"record {rid!r}: 'messages' must be a list of {{'role': one of {_ROLES}, 'content': str}}; "
+                       f"got {str(msgs)[:80]}")
+  elif not isinstance(rec.get("prompt"), str):
+    raise ValueError(f"record {rid!r}: 'prompt' must be a string (or give 'messages'); got "
+                     f"{type(rec.get('prompt')).__name__}")
+  for f in fields:
+    if not isinstance(rec.get(f), str):
+      raise ValueError(f"record {rid!r}: {f!r} must be a string; got {type(rec.get(f)).__name__}")
+
+
 def encode_records(tok, records: Sequence[dict], fields: Sequence[str], max_length: int,
                    skips: SkipCounter | None = None) -> list[dict]:
   """Tokenizes `prompt` (chat template) and each response field in `fields` (ending with EOS). A record
-  whose prompt plus longest response exceeds `max_length` is skipped and counted as "too_long"."""
+  whose prompt plus longest response exceeds `max_length` is skipped and counted as "too_long"; a
+  malformed one raises (`check_record`)."""
   _check_pad(tok.pad_token_id, tok.eos_token_id)
   skips = skips or SkipCounter("encode")
   out = []
-  for rec in records:
+  for i, rec in enumerate(records):
+    check_record(rec, fields, i)
     enc = {"prompt": encode_prompt(tok, rec.get("messages") or rec["prompt"])}
     for f in fields:
       enc[f] = encode_response(tok, rec[f])

@@ -50,8 +50,9 @@ def validate(config) -> None:
   if config.source not in ("testbed", "real"):
     raise ValueError(f"config.source must be 'testbed' or 'real', got {config.source!r}")
   for lang in config.languages:
-    if config.source == "testbed":
-      langs.get(lang)
+    if config.source == "testbed" and lang not in langs.CODES:
+      raise ValueError(f"config.languages has {lang!r}, which is not a testbed language; known: "
+                       f"{', '.join(langs.CODES)}")
   for task in config.tasks:
     if task not in TASKS:
       raise ValueError(f"config.tasks has {task!r}; known: {', '.join(TASKS)}")

@@ -24,9 +24,9 @@ SUMMARIZE_INSTRUCTION = "Summarize the following text in {language}:"
 MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS = 1024, 512
 
 
-def normalize_lang(code: str | None) -> str | None:
-  """A known ISO code, or None for an unknown one."""
-  if not code:
+def normalize_lang(code: object) -> str | None:
+  """A known ISO code, or None for an unknown one (also for a value that is not a string)."""
+  if not isinstance(code, str) or not code:
     return None
   code = LANGUAGE_ALIASES.get(code, LANGUAGE_ALIASES.get(code.lower(), code))
   return code if code in LANGUAGE_NAMES else None

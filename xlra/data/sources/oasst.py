@@ -29,13 +29,27 @@ def _message_problem(m: dict) -> str | None:
     return "deleted"
   if m.get("review_result") is False:
     return "review_rejected"
-  if m.get("review_result") is None:
+  if m.get("review_result") is not True:
     return "unreviewed"
-  if m.get("role") not in _ROLES:
+  if not isinstance(m.get("role"), str) or m["role"] not in _ROLES:
     return "unknown_role"
   if not isinstance(m.get("text"), str) or not m["text"].strip():
     return "empty_text"
+  if not isinstance(m.get("message_id", ""), str):
+    return "bad_message_id"
+  rank = m.get("rank")
+  if rank is not None and (not isinstance(rank, int) or isinstance(rank, bool) or rank < 0):
+    return "bad_rank"
   return None
+
+
+def _replies(m: dict, skips: SkipCounter) -> list:
+  """The `replies` list of a message (a value that is not a list is counted and read as none)."""
+  replies = m.get("replies")
+  if replies is None or isinstance(replies, list):
+    return replies or []
+  skips.skip("bad_replies", m.get("message_id"))
+  return []
 
 
 def _pairs(ranked: list[dict], pairs: str) -> list[tuple[dict, dict]]:
@@ -60,16 +74,15 @@ def load_oasst(source: str | Iterable[dict], languages: Iterable[str] | None = N
 
   def visit(node: dict, history: list[dict]) -> None:
     """`node` is a usable prompter message; history ends with it."""
-    replies = [r for r in node.get("replies") or [] if isinstance(r, dict)]
     usable = []
-    for r in replies:
-      problem = _message_problem(r)
+    for r in _replies(node, skips):
+      problem = _message_problem(r) if isinstance(r, dict) else "not_an_object"
       if problem is None and r["role"] != "assistant":
         problem = "unexpected_role"
       if problem is None and count_tokens(r["text"], tokenizer) > max_output_tokens:
         problem = "output_too_long"
       if problem:
-        skips.skip(problem, r.get("message_id"))
+        skips.skip(problem, r.get("message_id") if isinstance(r, dict) else None)
         continue
       usable.append(r)
     lang = normalize_lang(node.get("lang"))
@@ -91,7 +104,7 @@ def load_oasst(source: str | Iterable[dict], languages: Iterable[str] | None = N
         skips.keep()
     for r in usable:  # continue each conversation through its usable assistant replies
       turn = history + [{"role": "assistant", "content": r["text"]}]
-      for follow in r.get("replies") or []:
+      for follow in _replies(r, skips):
         problem = _message_problem(follow) if isinstance(follow, dict) else "not_an_object"
         if problem is None and follow["role"] != "prompter":
           problem = "unexpected_role"
