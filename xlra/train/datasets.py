@@ -16,7 +16,7 @@ import numpy as np
 from absl import logging
 
 from xlra.data import batching
-from xlra.data.skips import SkipCounter
+from xlra.data.skips import EmptySplitError, SkipCounter
 from xlra.data.tokenizer import encode_response
 
 SFT_CORPORA = ("sft", "base")
@@ -99,7 +99,12 @@ def encode(tokenizer, records: list[dict], fields: Sequence[str], max_len: int, 
       out.append({**r, "prompt": [tokenizer.bos_token_id], "response": ids[:max_len - 1]})
       skips.keep()
     return out
-  out = batching.encode_records(tokenizer, records, fields, max_len, skips)
+  try:
+    out = batching.encode_records(tokenizer, records, fields, max_len, skips)
+  except EmptySplitError as e:
+    if skips.skipped and skips.counts["too_long"] == skips.skipped:
+      raise EmptySplitError(f"{e}; every record is longer than config.max_len={max_len} tokens: raise it") from None
+    raise
   if skips.counts:
     logging.info("%s", skips.report())
   return out

@@ -43,6 +43,8 @@ def model_config(config: ml_collections.ConfigDict, tokenizer) -> ModelConfig:
   same model its checkpoint was written from.
   """
   m = config.model
+  if config.max_len < 2:
+    raise ValueError(f"config.max_len={config.max_len} must be >= 2 (tokens per row: prompt and response)")
   if config.init_checkpoint:
     cfg = read_model_config(resolve_model_dir(config.init_checkpoint))[1]
   elif config.init_hf:
@@ -72,6 +74,9 @@ def _task_common(config, bundle: DataBundle, kind: str, train: list[dict], val: 
   tok, pad = bundle.tokenizer, bundle.tokenizer.pad_token_id
   enc_train = datasets.encode(tok, train, fields, config.max_len, f"{kind} train")
   enc_val = datasets.encode(tok, val, fields, config.max_len, f"{kind} validation") if val else []
+  if config.batch_size > len(enc_train) and not (kind == "sft" and config.pack):
+    raise ValueError(f"config.batch_size={config.batch_size} is larger than the {len(enc_train)} {kind} training "
+                     f"examples (after config.max_len={config.max_len} filtering); lower it or add data")
   loader = datasets.train_loader(kind, enc_train, config.batch_size, pad, config.max_len, config.seed,
                                  pack=kind == "sft" and config.pack)
   evals = datasets.eval_batches(kind, enc_val, config.eval_batch_size, pad, config.max_len) if enc_val else []

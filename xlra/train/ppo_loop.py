@@ -143,6 +143,18 @@ def learn_config(config: ml_collections.ConfigDict) -> ppo.LearnConfig:
 
 def check_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
   """Batch arithmetic and ranges, before anything compiles; messages name the field."""
+  for field in ("iterations", "prompts_per_iteration", "samples_per_prompt", "minibatches", "epochs",
+                "max_new_tokens", "keep_checkpoints"):
+    if getattr(config, field) < 1:
+      raise ValueError(f"config.{field}={getattr(config, field)} must be >= 1")
+  for field in ("eval_prompts", "checkpoint_every", "value_warmup_iterations"):
+    if getattr(config, field) < 0:
+      raise ValueError(f"config.{field}={getattr(config, field)} must be >= 0 (0: none)")
+  if config.eval_prompts and config.eval_every < 1:
+    raise ValueError(f"config.eval_every={config.eval_every} must be >= 1 (iterations between evaluations) "
+                     f"while config.eval_prompts={config.eval_prompts}; set eval_prompts=0 for none")
+  if config.estimator not in ESTIMATORS:
+    raise ValueError(f"config.estimator={config.estimator!r}: choose one of {ESTIMATORS}")
   rows = config.prompts_per_iteration * config.samples_per_prompt
   if config.estimator == "rloo" and config.samples_per_prompt < 2:
     raise ValueError(f"config.samples_per_prompt={config.samples_per_prompt}: RLOO needs at least 2")
