@@ -162,3 +162,39 @@ def test_eval_killed_midway_loses_and_repeats_no_judgement(tmp_path, cli_env, fa
   summary = lambda w: {k: v for k, v in files.read_json(os.path.join(w, "summary.json")).items() if k != "judge_stats"}
   assert summary(killed.workdir) == summary(ref.workdir)
   tally.add(kills_survived=1)
+
+
+PIPELINE_FLAGS = ["--config.languages=en", "--config.data.languages=en", "--config.ppo.pairs=",
+                  "--config.baselines.targets=", "--config.bon.n=2", "--config.bon.eval_prompts=4",
+                  "--config.bon.max_new_tokens=8", "--config.winrate.n_boot=100"] + [
+    f"--config.{stage}.{field}={value}" for stage in ("base", "sft", "rm")
+    for field, value in (("num_steps", 4), ("checkpoint_every", 2), ("eval_every", 2))]
+
+
+def _results(workdir: str) -> dict:
+  """results.json without its wall-clock fields."""
+  r = files.read_json(os.path.join(workdir, "results.json"))
+  r.pop("timing")
+  for meta in r["bon_meta"].values():
+    meta.pop("seconds")
+  return r
+
+
+def test_pipeline_killed_inside_a_stage_resumes_and_ends_bitwise_equal(tmp_path, cli_env):
+  """Killed in its RM stage (data, base LM and SFT finished): the rerun skips the finished stages,
+  resumes the RM from its checkpoint, and the study ends as an uninterrupted one."""
+  ref, killed = _pair(tmp_path, "pipeline", "pipeline", "pipeline.py:ci", PIPELINE_FLAGS, cli_env)
+  ref_proc = ref.start()
+  _kill(killed, checkpoint_written(2, os.path.join("rm", "en", "checkpoints")), "pipeline (inside rm/en)")
+  assert sorted(os.listdir(os.path.join(killed.workdir, "stages"))) == ["base.json", "data.json", "sft__en.json"]
+  killed.run()
+  ref.finish(ref_proc)
+  assert "data: done earlier" in killed.tail(400) and "sft/en: done earlier" in killed.tail(400)
+  for model in ("base", "sft/en", "rm/en"):
+    assert_same_arrays(model_arrays(os.path.join(killed.workdir, model, "model")),
+                       model_arrays(os.path.join(ref.workdir, model, "model")), f"pipeline {model} after a kill")
+  assert _results(killed.workdir) == _results(ref.workdir)
+  for name in ("candidates.jsonl", "baseline.jsonl"):
+    rows = lambda w: files.read_jsonl(os.path.join(w, "bon", "en", name))  # noqa: E731
+    assert rows(killed.workdir) == rows(ref.workdir)
+  tally.add(kills_survived=1)
