@@ -82,14 +82,21 @@ def _losses(workdir, split="train"):
   return {r["step"]: r["loss"] for r in metrics.read_metrics(str(workdir), split)}
 
 
-def test_interrupted_run_resumes_with_identical_losses(tmp_path):
-  cfg = _config(eval_every=0, checkpoint_every=4)  # the stop itself checkpoints step 3
-  full = loop.train(cfg, tmp_path / "full", _task())
-  with pytest.raises(loop.TrainingInterrupted, match="stopped at step 3"):
-    loop.train(cfg, tmp_path / "cut", _task(), should_stop=lambda step: step == 3)
-  assert not os.path.exists(tmp_path / "cut" / "model")  # no export from a stopped run
-  resumed = loop.train(cfg, tmp_path / "cut", _task())
-  a, b = _losses(tmp_path / "full"), _losses(tmp_path / "cut")
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+  """An uninterrupted run of 6 steps (evaluated at 0, 3, 6), shared by the tests below."""
+  workdir = tmp_path_factory.mktemp("full")
+  return workdir, loop.train(_config(), workdir, _task())
+
+
+def test_interrupted_run_resumes_with_identical_losses(full_run, tmp_path):
+  full_dir, full = full_run
+  with pytest.raises(loop.TrainingInterrupted, match="stopped at step 4"):
+    loop.train(_config(), tmp_path, _task(), should_stop=lambda step: step == 4)
+  assert not os.path.exists(tmp_path / "model")  # no export from a stopped run
+  assert sorted(_losses(tmp_path)) == [1, 2, 3, 4]
+  resumed = loop.train(_config(), tmp_path, _task())
+  a, b = _losses(full_dir), _losses(tmp_path)
   assert sorted(a) == sorted(b) == list(range(1, 7))  # every step logged exactly once
   for step in range(1, 7):
     np.testing.assert_allclose(b[step], a[step], rtol=1e-6, err_msg=f"step {step}")
@@ -98,18 +105,19 @@ def test_interrupted_run_resumes_with_identical_losses(tmp_path):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
 
 
-def test_loss_falls_and_best_params_are_exported(tmp_path):
-  result = loop.train(_config(num_steps=12, eval_every=4), tmp_path, _task())
-  val = _losses(tmp_path, "val")
-  assert sorted(val) == [0, 4, 8, 12] and val[12] < val[0] - 0.5
+def test_validation_best_params_and_metrics_are_exported(full_run):
+  workdir, result = full_run
+  val = _losses(workdir, "val")
+  assert sorted(val) == [0, 3, 6] and val[6] < val[0] - 0.3
   best = min((s for s in val if s), key=val.get)
   assert result.best_step == best
   np.testing.assert_allclose(result.val["loss"], val[best], rtol=1e-5)
-  model = load_model(str(tmp_path / "model"))  # the export is a standard model directory
+  model = load_model(str(workdir / "model"))  # the export is a standard model directory
   assert isinstance(model, Transformer) and model.cfg == CFG
-  rows = metrics.read_metrics(str(tmp_path))
+  rows = metrics.read_metrics(str(workdir))
   assert {"loss", "grad_norm", "lr", "tokens_per_s", "mfu"} <= set(rows[-1])
-  assert os.listdir(tmp_path / "tb")  # TensorBoard event file
+  assert all(r["tokens_per_s"] > 0 and 0 < r["mfu"] for r in rows)
+  assert os.listdir(workdir / "tb")  # TensorBoard event file
 
 
 def test_nan_stops_with_step_and_last_good_checkpoint(tmp_path):

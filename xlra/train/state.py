@@ -51,14 +51,14 @@ _EAGER_INIT_MAX_PARAMS = 50_000_000
 def init_params(build: Callable[[], nnx.Module], mesh: Mesh, rules=mesh_lib.RULES) -> nnx.State:
   """Fresh params on their shardings.
 
-  Large models are created inside one jit with sharded outputs, so no device ever holds the whole
-  model. Small ones are created eagerly and then placed: compiling that jit costs seconds per run,
+  Large models (and every model of a multi-process run) are created inside one jit with sharded
+  outputs, so no device ever holds the whole model. Small ones are created eagerly and then placed: compiling that jit costs seconds per run,
   while the eager ops' compilations are cached for the whole process (tests, the pipeline's many
   small models). Both give the same values.
   """
   _, abstract = abstract_params(build)
   shardings = mesh_lib.tree_shardings(abstract, mesh, rules)
-  if count_params(abstract) > _EAGER_INIT_MAX_PARAMS:
+  if count_params(abstract) > _EAGER_INIT_MAX_PARAMS or jax.process_count() > 1:
     return jax.jit(lambda: split_params(build())[1], out_shardings=shardings)()
   return jax.device_put(split_params(build())[1], shardings)
 
