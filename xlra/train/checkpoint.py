@@ -149,10 +149,14 @@ class Checkpointer:
     if step in self.best.all_steps():  # an evaluation repeated after a resume
       return
     self.best.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)),
-                   metrics={self.best_metric: float(metrics[self.best_metric])})
+                   metrics={k: float(v) for k, v in metrics.items()})
 
   def best_step(self) -> int | None:
     return None if self.best is None else self.best.best_step()
+
+  def best_metrics(self) -> dict[str, float]:
+    """Every validation metric of the best params (saved with them)."""
+    return dict(self.best.metrics(self.best_step()) or {})
 
   def restore_best(self, target: Any) -> Any:
     step = self.best_step()

@@ -318,20 +318,20 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task,
         raise TrainingInterrupted(f"{task.name} stopped at step {step}/{steps}; checkpoint "
                                   f"{ckpt.path(step)} saved; rerun the same command to resume")
   ckpt.wait()
-  result = _export(config, workdir, task, graphdef, state, abstract_params, shardings, ckpt, eval_fn, mesh, rules)
+  result = _export(workdir, task, graphdef, state, abstract_params, shardings, ckpt, mesh, rules)
   ckpt.close()
   writer.close()
   return result
 
 
-def _export(config, workdir, task, graphdef, state, abstract_params, shardings, ckpt, eval_fn, mesh, rules
-            ) -> TrainResult:
+def _export(workdir, task, graphdef, state, abstract_params, shardings, ckpt, mesh, rules) -> TrainResult:
   """WORKDIR/model from the best params (by config.best_metric), else the final ones."""
   best = ckpt.best_step()
-  params = state.params
-  if best is not None and best != int(jax.device_get(state.step)):
-    params = ckpt.restore_best(ckpt_lib.restore_target(abstract_params, shardings.params))
-  val = evaluate(eval_fn, params, task.eval_data, mesh) if eval_fn is not None else {}
+  params, val = state.params, {}
+  if best is not None:
+    val = ckpt.best_metrics()  # stored with the params: no second pass over the validation set
+    if best != int(jax.device_get(state.step)):
+      params = ckpt.restore_best(ckpt_lib.restore_target(abstract_params, shardings.params))
   out = ckpt_lib.model_dir(workdir)
   save_model(nnx.merge(graphdef, params), out)
   if is_main_process():
