@@ -147,6 +147,12 @@ def checkpoint_in_flight(subdir: str = "checkpoints") -> Condition:
   return cond
 
 
+def path_exists(relpath: str, what: str) -> Condition:
+  def cond(workdir: str) -> str | None:
+    return what if os.path.exists(os.path.join(workdir, relpath)) else None
+  return cond
+
+
 def count_lines(path: str) -> int:
   try:
     with open(path, "rb") as f:
