@@ -10,6 +10,7 @@ onto mesh axes. Masks are built from explicit positions, so left padding (genera
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -46,6 +47,48 @@ def _param(rngs: nnx.Rngs | _ParamKeys, init, shape, dtype, axes) -> nnx.Param:
 _normal = jax.nn.initializers.normal(0.02)
 _zeros = jax.nn.initializers.zeros
 _ones = jax.nn.initializers.ones
+
+
+def _matmul(x: jax.Array, w: jax.Array, out_dtype) -> jax.Array:
+  return jnp.matmul(x, w, preferred_element_type=out_dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _dense_cpu(x: jax.Array, w: jax.Array, out_dtype) -> jax.Array:
+  return _matmul(x, w, out_dtype)
+
+
+def _dense_cpu_fwd(x, w, out_dtype):
+  return _matmul(x, w, out_dtype), (x, w)
+
+
+def _dense_cpu_bwd(out_dtype, res, dy):
+  x, w = res
+  rows = x.reshape(-1, x.shape[-1]).astype(dy.dtype)
+  # The weight gradient x^T @ dy contracts the token dimension of both operands. Left to itself,
+  # XLA:CPU folds the transpose into a non-canonical dot: it writes dy (tokens x d_ff for the MLP,
+  # the largest activation) transposed from inside the fusion that produces it, striding through
+  # memory at a fraction of matmul speed, and then runs that dot outside YNNPACK. Materialising x^T
+  # instead (behind a barrier, so it is not folded back) makes every weight-gradient dot a
+  # canonical [K, T] @ [T, N] YNNPACK call: a bench32m SFT step on 2 CPU cores went from about 0.6
+  # to about 0.8 of the matmul peak (bench/sft_mfu.py).
+  xt = jax.lax.optimization_barrier(rows.T)
+  dw = jnp.matmul(xt, dy.reshape(-1, dy.shape[-1]))
+  dx = jnp.matmul(dy, w.T.astype(dy.dtype))
+  return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_dense_cpu.defvjp(_dense_cpu_fwd, _dense_cpu_bwd)
+
+
+def dense(x: jax.Array, w: jax.Array, out_dtype=None) -> jax.Array:
+  """x [..., K] @ w [K, N] -> [..., N], accumulated and returned in `out_dtype` (default: the
+  inputs' dtype). On CPU the backward pass is laid out by hand (`_dense_cpu_bwd`); other backends
+  keep XLA's own layout. The values are the same either way."""
+  if x.dtype != w.dtype:
+    raise TypeError(f"dense: x is {x.dtype} but w is {w.dtype}; cast both to the compute dtype")
+  out_dtype = jnp.dtype(out_dtype or x.dtype)
+  return _dense_cpu(x, w, out_dtype) if jax.default_backend() == "cpu" else _matmul(x, w, out_dtype)
 
 
 class KVCache(NamedTuple):
@@ -122,10 +165,11 @@ class Attention(nnx.Module):
 
   def __call__(self, x, positions, q_seg, k_pos, k_valid, k_seg, cache_kv):
     cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
-    proj = lambda w, eq: jnp.einsum(eq, x, w[...].astype(dt))
-    q = proj(self.wq, "bld,dnh->blnh")
-    k = proj(self.wk, "bld,dkh->blkh")
-    v = proj(self.wv, "bld,dkh->blkh")
+    def proj(w):  # [B, L, D] @ [D, heads, H] as one [D, heads * H] matmul
+      w = w[...].astype(dt)
+      return dense(x, w.reshape(w.shape[0], -1)).reshape(*x.shape[:2], *w.shape[1:])
+
+    q, k, v = proj(self.wq), proj(self.wk), proj(self.wv)
     if cfg.qkv_bias:
       q, k, v = q + self.bq[...].astype(dt), k + self.bk[...].astype(dt), v + self.bv[...].astype(dt)
     if cfg.qk_norm:
@@ -155,8 +199,8 @@ class Attention(nnx.Module):
       allowed &= (qp - kp) < cfg.sliding_window
     logits = jnp.where(allowed[:, None, None], logits, _MASKED)
     probs = jax.nn.softmax(logits, axis=-1).astype(dt)
-    out = jnp.einsum("bkgls,bskh->blkgh", probs, v.astype(dt)).reshape(b, l, n, h)
-    return jnp.einsum("blnh,nhd->bld", out, self.wo[...].astype(dt)), new_kv
+    out = jnp.einsum("bkgls,bskh->blkgh", probs, v.astype(dt)).reshape(b, l, n * h)
+    return dense(out, self.wo[...].astype(dt).reshape(n * h, -1)), new_kv
 
 
 class MLP(nnx.Module):
@@ -169,9 +213,9 @@ class MLP(nnx.Module):
 
   def __call__(self, x):
     dt = jnp.dtype(self.cfg.dtype)
-    gate = x @ self.w_gate[...].astype(dt)
+    gate = dense(x, self.w_gate[...].astype(dt))
     act = jax.nn.silu(gate) if self.cfg.act == "silu" else jax.nn.gelu(gate, approximate=True)
-    return (act * (x @ self.w_up[...].astype(dt))) @ self.w_down[...].astype(dt)
+    return dense(act * dense(x, self.w_up[...].astype(dt)), self.w_down[...].astype(dt))
 
 
 class Block(nnx.Module):
@@ -251,7 +295,7 @@ class Transformer(nnx.Module):
   def logits(self, hidden: jax.Array) -> jax.Array:
     dt = jnp.dtype(self.cfg.dtype)
     w = self.embedding[...].T if self.cfg.tie_embeddings else self.lm_head[...]
-    out = jnp.einsum("bld,dv->blv", hidden, w.astype(dt), preferred_element_type=jnp.float32)
+    out = dense(hidden.astype(dt), w.astype(dt), jnp.float32)
     if self.cfg.final_softcap:
       out = jnp.tanh(out / self.cfg.final_softcap) * self.cfg.final_softcap
     return out
