@@ -45,6 +45,15 @@ def test_plan_rejects_bad_grid_with_the_field_named(field, value, needle):
     make_plan(c)
 
 
+def test_plan_reads_comma_separated_lists_from_the_command_line():
+  from xlra.pipeline.stages import make_plan
+  c = _config()
+  c.languages = ("de,en",)  # what --config.languages=de,en parses to for a tuple field
+  c.sources = "en"
+  plan = make_plan(c)
+  assert plan.languages == ("de", "en") and plan.sources == ("en",)
+
+
 def test_plan_lists_every_stage_once():
   from xlra.pipeline.stages import make_plan
   c = _config()

@@ -79,9 +79,9 @@ class Plan:
 
 
 def _csv(value) -> tuple[str, ...]:
-  if isinstance(value, str):
-    return tuple(v.strip() for v in value.split(",") if v.strip())
-  return tuple(value)
+  """A list field given as "a,b", ("a", "b") or ("a,b",) (what `--config.languages=de,en` parses to)."""
+  items = (value,) if isinstance(value, str) else tuple(value)
+  return tuple(v.strip() for item in items for v in str(item).split(",") if v.strip())
 
 
 def make_plan(config: ml_collections.ConfigDict) -> Plan:
