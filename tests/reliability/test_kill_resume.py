@@ -52,24 +52,37 @@ def _kill(job: Job, when, label: str) -> str:
   return seen
 
 
-@pytest.fixture(scope="module")
-def sft_runs(tmp_path_factory, shared_data, cli_env):
-  tmp = tmp_path_factory.mktemp("sft")
-  flags = [*data_flags(shared_data), *TRAIN_FLAGS, f"--config.num_steps={SFT_STEPS}", "--config.checkpoint_every=2",
-           "--config.eval_every=4"]
-  ref, killed = _pair(tmp, "sft", "sft", "sft.py:ci", flags, cli_env)
+def _killed_beside_ref(tmp, name: str, job: str, config: str, flags: list[str], env: dict,
+                       kills: list[tuple]) -> tuple[Job, Job]:
+  """The uninterrupted run in the background while its twin is killed at each (condition, label)
+  in turn, restarted with the same command each time, and finally run to the end."""
+  ref, killed = _pair(tmp, name, job, config, flags, env)
   ref_proc = ref.start()
-  _kill(killed, any_of(checkpoint_in_flight(), checkpoint_written(1)), "sft #1")
-  _kill(killed, path_exists("model", "the model export started"), "sft #2")
+  for when, label in kills:
+    _kill(killed, when, label)
   killed.run()
   ref.finish(ref_proc)
   return ref, killed
 
 
+def _assert_same_model(ref: Job, killed: Job, what: str, model_dir: str = "model") -> None:
+  assert_same_arrays(model_arrays(os.path.join(killed.workdir, model_dir)),
+                     model_arrays(os.path.join(ref.workdir, model_dir)), what)
+
+
+@pytest.fixture(scope="module")
+def sft_runs(tmp_path_factory, shared_data, cli_env):
+  tmp = tmp_path_factory.mktemp("sft")
+  flags = [*data_flags(shared_data), *TRAIN_FLAGS, f"--config.num_steps={SFT_STEPS}", "--config.checkpoint_every=2",
+           "--config.eval_every=4"]
+  return _killed_beside_ref(tmp, "sft", "sft", "sft.py:ci", flags, cli_env, [
+      (any_of(checkpoint_in_flight(), checkpoint_written(1)), "sft #1"),
+      (path_exists("model", "the model export started"), "sft #2")])
+
+
 def test_sft_killed_twice_ends_bitwise_equal(sft_runs):
   ref, killed = sft_runs
-  assert_same_arrays(model_arrays(os.path.join(killed.workdir, "model")),
-                     model_arrays(os.path.join(ref.workdir, "model")), "sft after two kills")
+  _assert_same_model(ref, killed, "sft after two kills")
   for split in ("train", "val"):
     got, want = _steps(killed.workdir, split), _steps(ref.workdir, split)
     assert got == want, f"sft {split} metrics differ after the kills"
@@ -84,19 +97,14 @@ def rm_runs(tmp_path_factory, shared_data, cli_env, sft_runs):
   tmp = tmp_path_factory.mktemp("rm")
   flags = [*data_flags(shared_data), *TRAIN_FLAGS, f"--config.num_steps={RM_STEPS}", "--config.checkpoint_every=2",
            "--config.eval_every=3", f"--config.init_checkpoint={sft_runs[0].workdir}"]
-  ref, killed = _pair(tmp, "rm", "rm", "rm.py:ci", flags, cli_env)
-  ref_proc = ref.start()
   at = random.Random(SEED).randint(1, RM_STEPS)
-  _kill(killed, train_steps_logged(at), f"rm (random step {at}, seed {SEED})")
-  killed.run()
-  ref.finish(ref_proc)
-  return ref, killed
+  return _killed_beside_ref(tmp, "rm", "rm", "rm.py:ci", flags, cli_env,
+                            [(train_steps_logged(at), f"rm (random step {at}, seed {SEED})")])
 
 
 def test_rm_killed_at_a_random_step_ends_bitwise_equal(rm_runs):
   ref, killed = rm_runs
-  assert_same_arrays(model_arrays(os.path.join(killed.workdir, "model")),
-                     model_arrays(os.path.join(ref.workdir, "model")), "rm after a kill")
+  _assert_same_model(ref, killed, "rm after a kill")
   assert _steps(killed.workdir, "train") == _steps(ref.workdir, "train")
   stats = lambda w: files.read_json(os.path.join(w, "model", "reward_stats.json"))
   assert stats(killed.workdir) == stats(ref.workdir)
@@ -109,13 +117,9 @@ def test_ppo_killed_after_its_first_checkpoint_ends_bitwise_equal(tmp_path, shar
            f"--config.iterations={PPO_ITERS}", "--config.prompts_per_iteration=8", "--config.max_new_tokens=8",
            "--config.eval_prompts=4", "--config.eval_every=2", "--config.checkpoint_every=1", "--config.epochs=1",
            "--config.minibatches=1", "--config.value_warmup_iterations=1"]
-  ref, killed = _pair(tmp_path, "ppo", "ppo", "ppo.py:tiny", flags, cli_env)
-  ref_proc = ref.start()
-  _kill(killed, checkpoint_written(1), "ppo")
-  killed.run()
-  ref.finish(ref_proc)
-  assert_same_arrays(model_arrays(os.path.join(killed.workdir, "model")),
-                     model_arrays(os.path.join(ref.workdir, "model")), "ppo after a kill")
+  ref, killed = _killed_beside_ref(tmp_path, "ppo", "ppo", "ppo.py:tiny", flags, cli_env,
+                                   [(checkpoint_written(1), "ppo")])
+  _assert_same_model(ref, killed, "ppo after a kill")
   assert _steps(killed.workdir, "train") == _steps(ref.workdir, "train")
   assert _steps(killed.workdir, "eval") == _steps(ref.workdir, "eval")
   outputs = lambda w: files.read_jsonl(os.path.join(w, "outputs", "eval.jsonl"))
@@ -176,16 +180,12 @@ def _results(workdir: str) -> dict:
 def test_pipeline_killed_inside_a_stage_resumes_and_ends_bitwise_equal(tmp_path, cli_env):
   """Killed in its RM stage (data, base LM and SFT finished): the rerun skips the finished stages,
   resumes the RM from its checkpoint, and the study ends as an uninterrupted one."""
-  ref, killed = _pair(tmp_path, "pipeline", "pipeline", "pipeline.py:ci", PIPELINE_FLAGS, cli_env)
-  ref_proc = ref.start()
-  _kill(killed, checkpoint_written(2, os.path.join("rm", "en", "checkpoints")), "pipeline (inside rm/en)")
-  assert sorted(os.listdir(os.path.join(killed.workdir, "stages"))) == ["base.json", "data.json", "sft__en.json"]
-  killed.run()
-  ref.finish(ref_proc)
-  assert "data: done earlier" in killed.tail(400) and "sft/en: done earlier" in killed.tail(400)
+  ref, killed = _killed_beside_ref(tmp_path, "pipeline", "pipeline", "pipeline.py:ci", PIPELINE_FLAGS, cli_env, [
+      (checkpoint_written(2, os.path.join("rm", "en", "checkpoints")), "pipeline (inside rm/en)")])
+  log = killed.tail(400)
+  assert "base: done earlier" in log and "sft/en: done earlier" in log and "rm/en: running" in log
   for model in ("base", "sft/en", "rm/en"):
-    assert_same_arrays(model_arrays(os.path.join(killed.workdir, model, "model")),
-                       model_arrays(os.path.join(ref.workdir, model, "model")), f"pipeline {model} after a kill")
+    _assert_same_model(ref, killed, f"pipeline {model} after a kill", os.path.join(model, "model"))
   assert _results(killed.workdir) == _results(ref.workdir)
   for name in ("candidates.jsonl", "baseline.jsonl"):
     rows = lambda w: files.read_jsonl(os.path.join(w, "bon", "en", name))  # noqa: E731
