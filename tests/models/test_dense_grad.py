@@ -1,5 +1,6 @@
-"""`transformer.dense` (hand-laid-out backward pass on CPU) gives the gradients of a plain matmul,
-alone and inside whole models (GQA with a tied head, and Qwen's q/k/v biases)."""
+"""`transformer.matmul` / `dense` (backward pass laid out by hand on CPU) give the gradients of a
+plain matmul, alone (both ways of forming the weight gradient, batched and not) and inside whole
+models (GQA with a tied head, Qwen's q/k/v biases, Gemma 2's sliding window and softcaps)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from flax import nnx
 
 from xlra.models import transformer
 from xlra.models.presets import get_preset
-from xlra.models.transformer import Transformer, dense
+from xlra.models.transformer import Transformer, dense, matmul
 
 
 def _plain(x, w, out_dtype):
@@ -19,32 +20,43 @@ def _plain(x, w, out_dtype):
   return jnp.matmul(x, w, preferred_element_type=out_dtype)
 
 
-@pytest.mark.parametrize("dtype,out_dtype", [("float32", None), ("bfloat16", "float32"), ("bfloat16", None)])
-def test_dense_gradients_match_autodiff_of_matmul(dtype, out_dtype):
-  kx, kw, kc = jax.random.split(jax.random.PRNGKey(0), 3)
-  x = jax.random.normal(kx, (2, 5, 8)).astype(dtype)
-  w = jax.random.normal(kw, (8, 6)).astype(dtype)
-  cot = jax.random.normal(kc, (2, 5, 6))
+@pytest.mark.parametrize("dtype,out_dtype", [("float32", None), ("bfloat16", "float32")])
+@pytest.mark.parametrize("a_shape,b_shape", [
+    ((2, 5, 8), (8, 6)),  # dense over flattened rows: db = a^T @ dy
+    ((12, 16), (16, 3)),  # a wider than dy: db = (dy^T @ a)^T
+    ((2, 3, 7, 4), (2, 3, 4, 9)),  # batched (attention scores)
+    ((2, 3, 7, 9), (2, 3, 9, 4)),  # batched, the other way (probabilities @ values)
+])
+def test_matmul_gradients_match_autodiff(dtype, out_dtype, a_shape, b_shape):
+  ka, kb, kc = jax.random.split(jax.random.PRNGKey(0), 3)
+  a = jax.random.normal(ka, a_shape).astype(dtype)
+  b = jax.random.normal(kb, b_shape).astype(dtype)
+  op = dense if len(b_shape) == 2 else matmul
   out_dt = jnp.dtype(out_dtype or dtype)
-  loss = lambda f: lambda x, w: jnp.sum(f(x, w).astype(jnp.float32) * cot)
-  got = jax.jit(jax.grad(loss(lambda x, w: dense(x, w, out_dtype)), (0, 1)))(x, w)
-  want = jax.jit(jax.grad(loss(lambda x, w: _plain(x, w, out_dt)), (0, 1)))(x, w)
-  tol = 1e-5 if dtype == "float32" else 2e-2
+  cot = jax.random.normal(kc, op(a, b, out_dtype).shape)
+  loss = lambda f: lambda a, b: jnp.sum(f(a, b).astype(jnp.float32) * cot)
+  got = jax.jit(jax.grad(loss(lambda a, b: op(a, b, out_dtype)), (0, 1)))(a, b)
+  want = jax.jit(jax.grad(loss(lambda a, b: _plain(a, b, out_dt)), (0, 1)))(a, b)
+  tol = 1e-5 if dtype == "float32" else 3e-2
   for g, r in zip(got, want):
     assert g.dtype == r.dtype
     np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(r, np.float32), rtol=tol, atol=tol)
-  assert dense(x, w, out_dtype).dtype == out_dt
+  assert op(a, b, out_dtype).dtype == out_dt
 
 
 def test_dense_rejects_mixed_dtypes():
   with pytest.raises(TypeError, match="compute dtype"):
     dense(jnp.ones((2, 3), jnp.bfloat16), jnp.ones((3, 4), jnp.float32))
+  with pytest.raises(ValueError, match="leading dims"):
+    matmul(jnp.ones((2, 3, 4)), jnp.ones((3, 4, 5)))
 
 
 @pytest.mark.parametrize("cfg", [
     get_preset("tiny", vocab_size=96, max_seq_len=32),
     get_preset("tiny", vocab_size=96, max_seq_len=32, family="qwen2", qkv_bias=True, tie_embeddings=False),
-], ids=["llama-tied", "qwen2-bias"])
+    get_preset("gemma2_2b", vocab_size=96, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, d_ff=64,
+               sliding_window=4, layer_types=("sliding", "full"), max_seq_len=32),
+], ids=["llama-tied", "qwen2-bias", "gemma2-sliding-softcap"])
 def test_model_gradients_match_plain_matmuls(cfg, monkeypatch):
   model = Transformer(cfg, rngs=nnx.Rngs(0))
   graphdef, params = nnx.split(model, nnx.Param)
@@ -59,7 +71,7 @@ def test_model_gradients_match_plain_matmuls(cfg, monkeypatch):
     return jnp.sum(nll * mask[:, 1:])
 
   got = jax.jit(jax.grad(loss))(params)
-  monkeypatch.setattr(transformer, "_dense_cpu", _plain)
+  monkeypatch.setattr(transformer, "_cpu_matmul", _plain)
   want = jax.jit(jax.grad(loss))(params)
   for (path, g), r in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path))

@@ -49,46 +49,65 @@ _zeros = jax.nn.initializers.zeros
 _ones = jax.nn.initializers.ones
 
 
-def _matmul(x: jax.Array, w: jax.Array, out_dtype) -> jax.Array:
-  return jnp.matmul(x, w, preferred_element_type=out_dtype)
+def _matmul(a: jax.Array, b: jax.Array, out_dtype) -> jax.Array:
+  return jnp.matmul(a, b, preferred_element_type=out_dtype)
+
+
+def _t(x: jax.Array) -> jax.Array:
+  return jnp.swapaxes(x, -1, -2)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _dense_cpu(x: jax.Array, w: jax.Array, out_dtype) -> jax.Array:
-  return _matmul(x, w, out_dtype)
+def _cpu_matmul(a: jax.Array, b: jax.Array, out_dtype) -> jax.Array:
+  return _matmul(a, b, out_dtype)
 
 
-def _dense_cpu_fwd(x, w, out_dtype):
-  return _matmul(x, w, out_dtype), (x, w)
+def _cpu_matmul_fwd(a, b, out_dtype):
+  return _matmul(a, b, out_dtype), (a, b)
 
 
-def _dense_cpu_bwd(out_dtype, res, dy):
-  x, w = res
-  rows = x.reshape(-1, x.shape[-1]).astype(dy.dtype)
-  # The weight gradient x^T @ dy contracts the token dimension of both operands. Left to itself,
-  # XLA:CPU folds the transpose into a non-canonical dot: it writes dy (tokens x d_ff for the MLP,
-  # the largest activation) transposed from inside the fusion that produces it, striding through
-  # memory at a fraction of matmul speed, and then runs that dot outside YNNPACK. Materialising x^T
-  # instead (behind a barrier, so it is not folded back) makes every weight-gradient dot a
-  # canonical [K, T] @ [T, N] YNNPACK call: a bench32m SFT step on 2 CPU cores went from about 0.6
-  # to about 0.8 of the matmul peak (bench/sft_mfu.py).
-  xt = jax.lax.optimization_barrier(rows.T)
-  dw = jnp.matmul(xt, dy.reshape(-1, dy.shape[-1]))
-  dx = jnp.matmul(dy, w.T.astype(dy.dtype))
-  return dx.astype(x.dtype), dw.astype(w.dtype)
+def _cpu_matmul_bwd(out_dtype, res, dy):
+  """Gradients of a [..., M, K] @ b [..., K, N] with every dot in canonical [M, K] @ [K, N] form.
+
+  db contracts M, the row dimension of both a and dy. Left to itself, XLA:CPU folds the needed
+  transpose into the dot and picks the operand to transpose badly: for the MLP it wrote dy (tokens x
+  d_ff, the largest activation) transposed from inside the fusion producing it, for attention the
+  probabilities (queries x keys); such strided writes ran at a fraction of matmul speed, and the dot
+  itself then ran outside YNNPACK. Here the smaller of the two ways is spelled out (a^T @ dy, or
+  (dy^T @ a)^T when dy and the result are smaller than a) with the transposed operand behind a
+  barrier, so XLA cannot fold it back. bench32m SFT on 2 CPU cores went from about 0.6 to about 0.8
+  of the matmul peak (bench/sft_mfu.py).
+  """
+  a, b = res
+  m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+  a_, b_ = a.astype(dy.dtype), b.astype(dy.dtype)
+  da = _matmul(dy, _t(b_), dy.dtype)
+  if m * k <= m * n + k * n:
+    db = _matmul(jax.lax.optimization_barrier(_t(a_)), dy, dy.dtype)
+  else:
+    db = _t(_matmul(jax.lax.optimization_barrier(_t(dy)), a_, dy.dtype))
+  return da.astype(a.dtype), db.astype(b.dtype)
 
 
-_dense_cpu.defvjp(_dense_cpu_fwd, _dense_cpu_bwd)
+_cpu_matmul.defvjp(_cpu_matmul_fwd, _cpu_matmul_bwd)
+
+
+def matmul(a: jax.Array, b: jax.Array, out_dtype=None) -> jax.Array:
+  """a [..., M, K] @ b [..., K, N] (same leading dims) accumulated and returned in `out_dtype`
+  (default: the inputs' dtype). On CPU the backward pass is laid out by hand (`_cpu_matmul_bwd`);
+  other backends keep XLA's own layout. The values are the same either way."""
+  if a.dtype != b.dtype:
+    raise TypeError(f"matmul: a is {a.dtype} but b is {b.dtype}; cast both to the compute dtype")
+  if a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
+    raise ValueError(f"matmul: shapes {a.shape} @ {b.shape} need the same leading dims and a matching K")
+  out_dtype = jnp.dtype(out_dtype or a.dtype)
+  return _cpu_matmul(a, b, out_dtype) if jax.default_backend() == "cpu" else _matmul(a, b, out_dtype)
 
 
 def dense(x: jax.Array, w: jax.Array, out_dtype=None) -> jax.Array:
-  """x [..., K] @ w [K, N] -> [..., N], accumulated and returned in `out_dtype` (default: the
-  inputs' dtype). On CPU the backward pass is laid out by hand (`_dense_cpu_bwd`); other backends
-  keep XLA's own layout. The values are the same either way."""
-  if x.dtype != w.dtype:
-    raise TypeError(f"dense: x is {x.dtype} but w is {w.dtype}; cast both to the compute dtype")
-  out_dtype = jnp.dtype(out_dtype or x.dtype)
-  return _dense_cpu(x, w, out_dtype) if jax.default_backend() == "cpu" else _matmul(x, w, out_dtype)
+  """x [..., K] @ w [K, N] -> [..., N]: `matmul` over the flattened leading dims of x."""
+  out = matmul(x.reshape(-1, x.shape[-1]), w, out_dtype)
+  return out.reshape(*x.shape[:-1], w.shape[-1])
 
 
 class KVCache(NamedTuple):
@@ -186,10 +205,13 @@ class Attention(nnx.Module):
       new_kv = None
 
     b, l, n, h = q.shape
-    kh = cfg.n_kv_heads
+    kh, g, s = cfg.n_kv_heads, n // cfg.n_kv_heads, k.shape[1]
     scale = (cfg.query_pre_attn_scalar or cfg.head_dim) ** -0.5
-    q = (q * scale).reshape(b, l, kh, n // kh, h)
-    logits = jnp.einsum("blkgh,bskh->bkgls", q, k.astype(dt), preferred_element_type=jnp.float32)
+    # Batched matmuls over (batch, kv head); the G query heads of a group share its keys and
+    # values, so the queries of a group are one [G * L, H] matrix (grouped-query attention).
+    q = (q * scale).reshape(b, l, kh, g, h).transpose(0, 2, 3, 1, 4).reshape(b, kh, g * l, h)
+    k_t = k.astype(dt).transpose(0, 2, 3, 1)  # [B, K, H, S]
+    logits = matmul(q, k_t, jnp.float32).reshape(b, kh, g, l, s)
     if cfg.attn_softcap:
       logits = jnp.tanh(logits / cfg.attn_softcap) * cfg.attn_softcap
     qp = positions[:, :, None]
@@ -198,8 +220,9 @@ class Attention(nnx.Module):
     if self.layer_type == "sliding":
       allowed &= (qp - kp) < cfg.sliding_window
     logits = jnp.where(allowed[:, None, None], logits, _MASKED)
-    probs = jax.nn.softmax(logits, axis=-1).astype(dt)
-    out = jnp.einsum("bkgls,bskh->blkgh", probs, v.astype(dt)).reshape(b, l, n * h)
+    probs = jax.nn.softmax(logits, axis=-1).astype(dt).reshape(b, kh, g * l, s)
+    out = matmul(probs, v.astype(dt).transpose(0, 2, 1, 3))  # [B, K, G * L, H]
+    out = out.reshape(b, kh, g, l, h).transpose(0, 3, 1, 2, 4).reshape(b, l, n * h)
     return dense(out, self.wo[...].astype(dt).reshape(n * h, -1)), new_kv
 
 
