@@ -25,7 +25,7 @@ def test_injected_quality_gives_win_loss_tie():
 
 
 def test_testbed_quality_prefers_the_reference():
-  testbed = pytest.importorskip("xlra.data.testbed")
+  from xlra.data import testbed
   judge = OracleJudge()  # the testbed's q, imported lazily
   reqs = []
   for task in testbed.TASKS:
