@@ -88,8 +88,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
       sub.batch_size = 8
       sub.max_len = 320
     c.bon.update(dict(n=4, eval_prompts=8, max_new_tokens=24, max_prompt_len=384))
-    c.ppo.update(dict(iterations=2, prompts_per_iteration=8, eval_prompts=8, eval_every=2, max_new_tokens=24,
-                      value_warmup_iterations=1, epochs=1))
+    # minibatches=1: 8 rollout rows per minibatch, divisible by the 8 devices of the test mesh.
+    c.ppo.update(dict(iterations=2, prompts_per_iteration=8, minibatches=1, eval_prompts=8, eval_every=2,
+                      max_new_tokens=24, value_warmup_iterations=1, epochs=1))
     c.winrate.n_boot = 1000
   elif arg == "paper":
     c.bon.update(dict(n=64, eval_prompts=500, max_new_tokens=512, max_prompt_len=1024, rows_per_batch=256))
