@@ -66,7 +66,7 @@ def served_model(tmp_path_factory):
   proc = subprocess.Popen([exe, "serve", path, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
                           stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
   try:
-    deadline = time.monotonic() + 45
+    deadline = time.monotonic() + 180  # a fresh venv compiles torch and transformers bytecode on first start
     while True:
       if proc.poll() is not None:
         raise RuntimeError(f"transformers serve exited with {proc.returncode}: {open(log.name).read()[-2000:]}")
@@ -77,7 +77,7 @@ def served_model(tmp_path_factory):
       except OSError:
         pass
       if time.monotonic() > deadline:
-        raise RuntimeError(f"transformers serve not ready in 45 s: {open(log.name).read()[-2000:]}")
+        raise RuntimeError(f"transformers serve not ready in 180 s: {open(log.name).read()[-2000:]}")
       time.sleep(0.25)
     yield f"http://127.0.0.1:{port}/v1", path
   finally:
