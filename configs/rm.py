@@ -35,7 +35,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       margin_scale=0.0,  # pairwise: BT margin = margin_scale * batch["margin"] where the data has one
       center_coef=0.0))  # pairwise: + center_coef * (r_chosen + r_rejected)^2 (reward centering)
   c.best_metric, c.best_mode = "accuracy", "max"
-  c.num_steps, c.num_epochs = 0, 2.0
+  c.num_steps, c.num_epochs = 0, 3.0  # tiny, en: 0.68 after 2 epochs, 0.71 after 3-4 (best by accuracy)
   c.optimizer.update(dict(lr=1e-3, warmup_steps=10))
   c.eval_every = c.checkpoint_every = 25
   c.log_every = 5

@@ -113,8 +113,11 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.num_steps = 40
     c.eval_every = c.checkpoint_every = 20
   elif arg == "tiny":
+    # A 2-layer model learns to copy names and numbers from the prompt (what the gold q rewards)
+    # only after ~1000 updates: measured on en, greedy q 0.00 at 300 steps, 0.04 at 500, 0.32 at 1000.
     c.num_epochs = 0.0
-    c.num_steps = 300
+    c.num_steps = 1000
+    c.eval_every = c.checkpoint_every = 250
   elif arg.endswith("_dialog"):
     c.data.real.oasst_jsonl = ""  # set: the oasst1 message trees (SFT from the preferred replies)
   else:

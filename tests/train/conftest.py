@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import runpy
 import tempfile
 
 import jax
@@ -19,16 +19,13 @@ if not jax.config.jax_compilation_cache_dir:
 _CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 
 
-def load_config_module(name: str):
-  """A file of configs/ as a module (configs/ is not a package)."""
-  spec = importlib.util.spec_from_file_location(f"test_configs_{name}", os.path.join(_CONFIGS, f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+def load_config(name: str, arg: str):
+  """configs/NAME.py's get_config(arg) (configs/ is not a package)."""
+  return runpy.run_path(os.path.join(_CONFIGS, f"{name}.py"))["get_config"](arg)
 
 
 def small_data_config():
-  data = load_config_module("data").get_config("tiny")
+  data = load_config("data", "tiny")
   data.languages = ("en", "de")
   data.sizes.update(dict(base=60, sft=120, rm_train=150, rm_val=30, rl=4, eval=8))
   data.tokenizer.vocab_size = 768
