@@ -191,7 +191,7 @@ class _StopFlag:
       signal.signal(signal.SIGTERM, self._old)
 
 
-def _initial_params(task: Task, config, source: str, path: str | None, abstract, mesh, rules) -> nnx.State:
+def _initial_params(task: Task, source: str, path: str | None, abstract, mesh, rules) -> nnx.State:
   if source == "scratch":
     return state_lib.init_params(task.build_model, mesh, rules)
   if task.load_init is None:
@@ -221,7 +221,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task,
     latest, state, loop_state = ckpt.restore_latest(ckpt_lib.restore_target(abstract, shardings))
     task.train_data.restore(loop_state["data"])
   else:
-    params = _initial_params(task, config, source, path, abstract_params, mesh, rules)
+    params = _initial_params(task, source, path, abstract_params, mesh, rules)
     state = state_lib.make_state(params, tx, mesh, config.seed, rules)
   start = int(jax.device_get(state.step))
   logging.info("%s: %s parameters, steps %d -> %d, weights from %s%s", task.name,
