@@ -9,10 +9,12 @@ practically never draws, so every response has --max-new tokens and the work per
   rollout  = sampling (jitted KV-cache sampler) + the experience pass (policy, reference, critic and
              RM forward passes, rewards, GAE), the iteration's `time/rollout_s`;
   learning = --epochs x --minibatches PPO updates of policy and critic, `time/learn_s`.
-The same-run reference is the float32 matmul peak (`jnp.dot`, measured before each iteration):
+The same-run reference is the float32 matmul peak (`jnp.dot`, measured before and after each
+iteration):
 each phase's model FLOPs (forward: 2 N + attention per column of every row, the vocabulary matmul
-on response columns only; training 3x forward; see bench/sft_setup.py) over its time and that peak. Decoding one token at a time is memory-bound on a
-CPU, so rollout MFU is expected far below learning MFU. Last line: `ratio=<iteration FLOP/s / peak>`.
+on response columns only; training 3x forward; see bench/sft_setup.py) over its time and that
+peak. Decoding one token at a time is memory-bound on a CPU, so rollout MFU is expected far below
+learning MFU. Last line: `ratio=<iteration FLOP/s / peak>`.
 """
 
 from __future__ import annotations
@@ -88,8 +90,9 @@ def main() -> None:
 
   mfus, split = [], []
   for i in range(args.iterations):
-    peak = measure_peak_flops("float32")
+    before = measure_peak_flops("float32")
     m, host = trainer.iteration(prompts, i + 1)
+    peak = (before + measure_peak_flops("float32")) / 2
     assert host["lengths"].min() == args.max_new, "a response stopped early: the workload would shrink"
     ro, le = m["time/rollout_s"], m["time/learn_s"]
     mfus.append((rollout_flops + learn_flops) / (ro + le) / peak)

@@ -4,7 +4,7 @@
     python bench/scaling.py --batches 1,2,4,8 --seqs 256,512 --dtype bfloat16
 
 Every cell builds and compiles the step of bench/sft_setup.py for its shape, then takes --rounds
-rounds of (matmul peak, one timed step), as bench/sft_mfu.py does; a cell's MFU is the median of its
+rounds of (matmul peak, one timed step, matmul peak), as bench/sft_mfu.py does; a cell's MFU is the median of its
 per-round achieved/peak. FLOPs per token grow with the sequence (the 12 L H Q T attention term), so
 MFU, not tokens/s, is the comparable column. Last line: `ratio=<median MFU over the table>`.
 """
@@ -30,7 +30,7 @@ def main() -> None:
   ap.add_argument("--batches", type=ints, default=[2, 8])
   ap.add_argument("--seqs", type=ints, default=[128, 512, 1024])
   ap.add_argument("--dtype", default="float32", choices=sft_setup.DTYPES)
-  ap.add_argument("--rounds", type=int, default=2)
+  ap.add_argument("--rounds", type=int, default=3)
   args = ap.parse_args()
 
   print(f"scaling: {args.preset}, {args.dtype}; {timing.load_line()}; jax {jax.__version__}", flush=True)
@@ -43,8 +43,9 @@ def main() -> None:
       bench.run()  # compile
       cell, times, peaks = [], [], []
       for _ in range(args.rounds):
-        peaks.append(measure_peak_flops(args.dtype))
+        before = measure_peak_flops(args.dtype)
         times.append(timing.seconds(bench.run))
+        peaks.append((before + measure_peak_flops(args.dtype)) / 2)
         cell.append(bench.tokens / times[-1] * bench.flops_per_token / peaks[-1])
       dt, mfu = timing.median(times), timing.median(cell)
       mfus.append(mfu)

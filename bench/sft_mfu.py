@@ -5,8 +5,8 @@
 
 The reference is `xlra.train.metrics.measure_peak_flops`: a jitted 1024^3 `jnp.dot` in the same dtype
 (bfloat16 inputs with float32 accumulation for --dtype bfloat16), run for --peak-s seconds right
-before each timed step. Each round pairs one peak measurement with --steps timed steps, so both see
-the same machine load; the reported MFU is the median over rounds of achieved FLOP/s / peak FLOP/s.
+before and right after the --steps timed steps of each round, so peak and step see the same machine
+load; the reported MFU is the median over rounds of achieved FLOP/s / (mean of the two peaks).
 FLOPs are counted as in bench/sft_setup.py (6 N per token plus 12 L H Q T attention). The last
 line is `ratio=<achieved/peak>`.
 """
@@ -29,7 +29,7 @@ def main() -> None:
   ap.add_argument("--batch", type=int, default=8)
   ap.add_argument("--seq", type=int, default=512)
   ap.add_argument("--dtype", default="float32", choices=sft_setup.DTYPES)
-  ap.add_argument("--rounds", type=int, default=3)
+  ap.add_argument("--rounds", type=int, default=5)
   ap.add_argument("--steps", type=int, default=1, help="timed steps per round")
   ap.add_argument("--peak-s", type=float, default=1.0, help="seconds of each peak measurement")
   args = ap.parse_args()
@@ -48,8 +48,9 @@ def main() -> None:
 
   mfus, rates, peaks = [], [], []
   for r in range(args.rounds):
-    peak = measure_peak_flops(args.dtype, seconds=args.peak_s)
+    before = measure_peak_flops(args.dtype, seconds=args.peak_s)
     dt = sum(timing.seconds(bench.run) for _ in range(args.steps)) / args.steps
+    peak = (before + measure_peak_flops(args.dtype, seconds=args.peak_s)) / 2
     rate = bench.tokens / dt
     mfus.append(rate * fpt / peak)
     rates.append(rate)

@@ -63,7 +63,7 @@ def main() -> None:
   ap.add_argument("--batch", type=int, default=8)
   ap.add_argument("--seq", type=int, default=512)
   ap.add_argument("--dtype", default="float32", choices=sft_setup.DTYPES)
-  ap.add_argument("--rounds", type=int, default=3)
+  ap.add_argument("--rounds", type=int, default=5)
   args = ap.parse_args()
 
   print(f"sft_vs_torch: {timing.load_line()}; jax {jax.__version__}, torch {torch.__version__} "
