@@ -13,7 +13,6 @@ line is `ratio=<achieved/peak>`.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import jax
@@ -24,12 +23,7 @@ from xlra.train.metrics import measure_peak_flops
 
 
 def main() -> None:
-  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument("--preset", default="bench32m")
-  ap.add_argument("--batch", type=int, default=8)
-  ap.add_argument("--seq", type=int, default=512)
-  ap.add_argument("--dtype", default="float32", choices=sft_setup.DTYPES)
-  ap.add_argument("--rounds", type=int, default=5)
+  ap = sft_setup.argument_parser(__doc__)
   ap.add_argument("--steps", type=int, default=1, help="timed steps per round")
   ap.add_argument("--peak-s", type=float, default=1.0, help="seconds of each peak measurement")
   args = ap.parse_args()

@@ -14,6 +14,7 @@ and value products, which both implementations compute (the causal mask is appli
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 import jax
@@ -55,6 +56,17 @@ class SftStep:
     """One step; returns the loss (a float, so the step has finished)."""
     self._state, metrics = self._step(self._state, self._batch, self._rng)
     return float(metrics["loss"])
+
+
+def argument_parser(doc: str) -> argparse.ArgumentParser:
+  """The options every single-shape SFT benchmark takes (--preset --batch --seq --dtype --rounds)."""
+  ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--preset", default="bench32m")
+  ap.add_argument("--batch", type=int, default=8)
+  ap.add_argument("--seq", type=int, default=512)
+  ap.add_argument("--dtype", default="float32", choices=DTYPES)
+  ap.add_argument("--rounds", type=int, default=5)
+  return ap
 
 
 def model_config(preset: str, seq: int, dtype: str) -> ModelConfig:

@@ -4,7 +4,7 @@
     python bench/sft_vs_torch.py --dtype bfloat16    # bf16 compute with f32 master weights on both sides
 
 Reference: a transformers `LlamaForCausalLM` with the preset's shape (same vocabulary, widths, heads,
-GQA, untied head; its default SDPA attention), `loss = model(tokens, labels=tokens).loss`,
+GQA, head tied or not; its default SDPA attention), `loss = model(tokens, labels=tokens).loss`,
 `backward()`, `clip_grad_norm_(1.0)` and `torch.optim.AdamW`: what a plain PyTorch training loop
 does. Ours: bench/sft_setup.py (the project's jitted step: AdamW with global-norm clipping 1.0).
 Both sides take the same full rows; bfloat16 means `torch.autocast("cpu", bfloat16)` there and
@@ -12,11 +12,13 @@ Both sides take the same full rows; bfloat16 means `torch.autocast("cpu", bfloat
 
 Rounds alternate one reference step and one of ours (after a warm-up/compile step each); the ratio
 is the median over rounds of ours_tokens_per_s / torch_tokens_per_s. Last line: `ratio=<ours/torch>`.
+Read it only at a load average below the core count (printed at start and end): PyTorch's OpenMP
+threads wait on each other at every op, so on an oversubscribed machine its step slows far more
+than ours (up to 50x for tiny models), which flatters the ratio.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import time
 
@@ -32,13 +34,14 @@ from xlra.models.config import ModelConfig
 
 def torch_step(cfg: ModelConfig, batch: int, seq: int, dtype: str):
   """One PyTorch eager train step of the same architecture; returns a function that runs it."""
-  if cfg.family != "llama" or cfg.tie_embeddings or cfg.qkv_bias or cfg.qk_norm:
-    raise ValueError("the PyTorch reference builds a Llama model; use a llama-family preset with an untied head")
+  if cfg.family != "llama" or cfg.qkv_bias or cfg.qk_norm or cfg.rope_scaling is not None:
+    raise ValueError(f"the PyTorch reference builds a plain Llama model; --preset is a {cfg.family} preset "
+                     f"(use bench32m, small or tiny)")
   torch.manual_seed(0)
   hf = tf.LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
                       num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
                       num_key_value_heads=cfg.n_kv_heads, head_dim=cfg.head_dim, rms_norm_eps=cfg.norm_eps,
-                      max_position_embeddings=max(cfg.max_seq_len, seq), tie_word_embeddings=False,
+                      max_position_embeddings=max(cfg.max_seq_len, seq), tie_word_embeddings=cfg.tie_embeddings,
                       rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta})
   model = tf.LlamaForCausalLM(hf).train()
   opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0)
@@ -58,12 +61,7 @@ def torch_step(cfg: ModelConfig, batch: int, seq: int, dtype: str):
 
 
 def main() -> None:
-  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument("--preset", default="bench32m")
-  ap.add_argument("--batch", type=int, default=8)
-  ap.add_argument("--seq", type=int, default=512)
-  ap.add_argument("--dtype", default="float32", choices=sft_setup.DTYPES)
-  ap.add_argument("--rounds", type=int, default=5)
+  ap = sft_setup.argument_parser(__doc__)
   args = ap.parse_args()
 
   print(f"sft_vs_torch: {timing.load_line()}; jax {jax.__version__}, torch {torch.__version__} "
