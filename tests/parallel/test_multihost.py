@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import multihost_worker as worker
-from xlra.parallel import mesh as mesh_lib
+from xlra.parallel import distributed, mesh as mesh_lib
 from xlra.train import checkpoint as ckpt_lib, state as state_lib
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "multihost_worker.py")
@@ -135,3 +135,21 @@ def test_checkpoint_written_by_two_processes_restores_on_one_device(runs):
   assert got.keys() == want.keys()
   for k in want:
     np.testing.assert_allclose(got[k], want[k], atol=1e-6, rtol=1e-5, err_msg=k)
+
+
+@pytest.mark.parametrize("env,match", [
+    ({"XLRA_COORDINATOR": "127.0.0.1:1234", "XLRA_NUM_PROCESSES": "2"}, "XLRA_PROCESS_ID"),
+    ({"XLRA_COORDINATOR": "127.0.0.1:1234", "XLRA_NUM_PROCESSES": "2", "XLRA_PROCESS_ID": "2"}, r"\[0, XLRA_NUM"),
+    ({"XLRA_DISTRIBUTED": "yes"}, "auto"),
+])
+def test_bad_multiprocess_environment_fails_before_initialising(env, match, monkeypatch):
+  for k in ("XLRA_COORDINATOR", "XLRA_NUM_PROCESSES", "XLRA_PROCESS_ID", "XLRA_DISTRIBUTED"):
+    monkeypatch.delenv(k, raising=False)
+  for k, v in env.items():
+    monkeypatch.setenv(k, v)
+  monkeypatch.setattr(distributed, "_done", False)
+  called = []
+  monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **kw: called.append(1))
+  with pytest.raises(ValueError, match=match):
+    distributed.initialize_from_env()
+  assert not called

@@ -3,9 +3,13 @@
 Every process runs the same command. Where the cluster is described decides how we initialise:
 - explicit: XLRA_COORDINATOR=host:port, XLRA_NUM_PROCESSES=N, XLRA_PROCESS_ID=i (any machine; the
   local launcher and the tests use this, on CPU with gloo collectives);
-- SLURM (SLURM_JOB_ID with more than one task) and Cloud TPU pods: jax.distributed.initialize()
-  reads the environment itself;
+- SLURM (more than one task), a GKE TPU slice (TPU_WORKER_HOSTNAMES lists several hosts) or
+  XLRA_DISTRIBUTED=auto (set by launch/tpu_pod.sh: Cloud TPU VMs describe the slice in their
+  metadata server, not in the environment): jax.distributed.initialize() detects the cluster itself;
 - otherwise a single process: nothing to do.
+
+On TPU the devices of every host are visible without it, but orbax's multi-host checkpoints and
+JAX's health checks need the distributed runtime, so a pod run must not skip it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ _done = False
 
 
 def _on_tpu_pod() -> bool:
-  # Cloud TPU VMs of a multi-host slice export the worker list; a single host has one entry.
+  # TPU slices on GKE export the worker list; a single host has one entry.
   hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
   return len([h for h in hosts.split(",") if h]) > 1
 
@@ -29,6 +33,9 @@ def initialize_from_env() -> None:
   global _done
   if _done:
     return
+  mode = os.environ.get("XLRA_DISTRIBUTED", "")
+  if mode not in ("", "auto"):
+    raise ValueError(f"XLRA_DISTRIBUTED={mode!r}: set 'auto' (let JAX detect the cluster) or leave it unset")
   given = [k for k in _ENV if os.environ.get(k)]
   if given and len(given) != len(_ENV):
     missing = sorted(set(_ENV) - set(given))
@@ -40,7 +47,7 @@ def initialize_from_env() -> None:
     if os.environ.get("JAX_PLATFORMS", "") == "cpu":
       jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=os.environ["XLRA_COORDINATOR"], num_processes=n, process_id=i)
-  elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or _on_tpu_pod():
+  elif mode == "auto" or int(os.environ.get("SLURM_NTASKS", "1")) > 1 or _on_tpu_pod():
     jax.distributed.initialize()
   _done = True
 
