@@ -126,18 +126,22 @@ def test_filters_match_transformers_warpers():
 
 
 def test_draw_frequencies_follow_the_filtered_distribution():
-  """20k draws from one row: empirical frequencies within 4 sigma of softmax(filtered logits / T)."""
-  logits = jnp.asarray([[2.0, 1.5, 1.0, 0.3, -0.5, -2.0]])
+  """20k draws from one row: empirical frequencies within 4 sigma of softmax(filtered logits / T).
+  Unsorted logits, so the filtered-out tokens sit between drawable ones (the CDF must skip them)."""
+  vals = np.array([2.0, 1.5, 1.0, 0.3, -0.5, -2.0])  # descending
+  perm = np.array([3, 5, 0, 2, 1, 4])  # token i has logit vals[perm[i]]
+  logits = jnp.asarray(vals[perm])[None]
   cfg = SamplingConfig(max_new_tokens=1, eos_id=7, pad_id=8, temperature=0.8, top_p=0.9)
   n = 20_000
   keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(n))
   tokens, _ = choose(jnp.repeat(logits, n, axis=0), keys, jnp.zeros((), jnp.int32), cfg)
-  scaled = np.asarray(logits[0]) / 0.8
-  probs = np.exp(scaled - scaled.max())
+  probs = np.exp((vals - vals.max()) / 0.8)
   probs /= probs.sum()
-  keep = np.cumsum(probs) - probs < 0.9  # sorted already (descending logits)
-  expected = np.where(keep, probs, 0) / probs[keep].sum()
+  keep = np.cumsum(probs) - probs < 0.9  # the nucleus of the sorted distribution
+  expected = (np.where(keep, probs, 0) / probs[keep].sum())[perm]
+  assert (expected == 0).sum() == 3  # three tokens filtered out, two of them between drawable ones
   freq = np.bincount(np.asarray(tokens), minlength=6) / n
+  assert freq[expected == 0].sum() == 0, freq
   assert np.all(np.abs(freq - expected) <= 4 * np.sqrt(expected * (1 - expected) / n) + 1e-12), (freq, expected)
 
 

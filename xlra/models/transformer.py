@@ -113,7 +113,7 @@ def dense(x: jax.Array, w: jax.Array, out_dtype=None) -> jax.Array:
 class KVCache(NamedTuple):
   """Fixed-size decode cache. Slots [0, index) are written; `pos` and `valid` describe each slot."""
 
-  k: tuple[jax.Array, ...]  # per layer [B, S, K, H]
+  k: tuple[jax.Array, ...]  # per layer [B, K, S, H] (kv heads before slots: decode reads it as stored)
   v: tuple[jax.Array, ...]
   pos: jax.Array  # [B, S] int32 position of the token in each slot
   valid: jax.Array  # [B, S] bool: slot holds a real (non-padding) token
@@ -196,22 +196,26 @@ class Attention(nnx.Module):
     inv = rope_frequencies(cfg, self.layer_type)
     q, k = apply_rope(q, positions, inv), apply_rope(k, positions, inv)
 
+    k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, K, L, H], the cache's layout
     if cache_kv is not None:  # write this chunk at the cache index, then attend over every slot
       ck, cv, index = cache_kv
-      k = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype), index, axis=1)
-      v = jax.lax.dynamic_update_slice_in_dim(cv, v.astype(cv.dtype), index, axis=1)
+      k = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype), index, axis=2)
+      v = jax.lax.dynamic_update_slice_in_dim(cv, v.astype(cv.dtype), index, axis=2)
       new_kv = (k, v)
     else:
       new_kv = None
 
     b, l, n, h = q.shape
-    kh, g, s = cfg.n_kv_heads, n // cfg.n_kv_heads, k.shape[1]
+    kh, g, s = cfg.n_kv_heads, n // cfg.n_kv_heads, k.shape[2]
     scale = (cfg.query_pre_attn_scalar or cfg.head_dim) ** -0.5
     # Batched matmuls over (batch, kv head); the G query heads of a group share its keys and
     # values, so the queries of a group are one [G * L, H] matrix (grouped-query attention).
     q = (q * scale).reshape(b, l, kh, g, h).transpose(0, 2, 3, 1, 4).reshape(b, kh, g * l, h)
-    k_t = k.astype(dt).transpose(0, 2, 3, 1)  # [B, K, H, S]
-    logits = matmul(q, k_t, jnp.float32).reshape(b, kh, g, l, s)
+    if cache_kv is None:  # training: canonical [G L, H] @ [H, S] for matmul's CPU backward
+      logits = matmul(q, k.astype(dt).transpose(0, 1, 3, 2), jnp.float32)
+    else:  # decoding (no gradient): contract H against the cache as stored, no per-step transpose
+      logits = jnp.einsum("bkqh,bksh->bkqs", q, k.astype(dt), preferred_element_type=jnp.float32)
+    logits = logits.reshape(b, kh, g, l, s)
     if cfg.attn_softcap:
       logits = jnp.tanh(logits / cfg.attn_softcap) * cfg.attn_softcap
     qp = positions[:, :, None]
@@ -221,7 +225,7 @@ class Attention(nnx.Module):
       allowed &= (qp - kp) < cfg.sliding_window
     logits = jnp.where(allowed[:, None, None], logits, _MASKED)
     probs = jax.nn.softmax(logits, axis=-1).astype(dt).reshape(b, kh, g * l, s)
-    out = matmul(probs, v.astype(dt).transpose(0, 2, 1, 3))  # [B, K, G * L, H]
+    out = matmul(probs, v.astype(dt))  # [B, K, G * L, H]
     out = out.reshape(b, kh, g, l, h).transpose(0, 3, 1, 2, 4).reshape(b, l, n * h)
     return dense(out, self.wo[...].astype(dt).reshape(n * h, -1)), new_kv
 
@@ -326,7 +330,7 @@ class Transformer(nnx.Module):
   def init_cache(self, batch: int, length: int, dtype=None) -> KVCache:
     cfg = self.cfg
     dtype = jnp.dtype(dtype or cfg.dtype)
-    shape = (batch, length, cfg.n_kv_heads, cfg.head_dim)
+    shape = (batch, cfg.n_kv_heads, length, cfg.head_dim)
     zeros = tuple(jnp.zeros(shape, dtype) for _ in range(cfg.n_layers))
     return KVCache(zeros, zeros, jnp.zeros((batch, length), jnp.int32),
                    jnp.zeros((batch, length), bool), jnp.zeros((), jnp.int32))
