@@ -68,6 +68,7 @@ def test_train_ppo_writes_metrics_model_outputs_and_resumes_exactly(world):
   outs = files.read_jsonl(result.outputs)
   assert len(outs) == 4 and set(outs[0]) == {"id", "prompt", "output", "lang", "task"}
   assert outs[0]["lang"] == "en"
+  assert os.path.getsize(os.path.join(work, "curves.png")) > 10_000
 
   # A crash after iteration 1's checkpoint: remove checkpoint 2 and rerun. Iteration 2 is redone
   # from the restored state, beta and prompt order and gives the same metrics.
@@ -90,3 +91,24 @@ def test_bad_roles_fail_early_with_the_field(world):
   c.critic_init = "none"
   with pytest.raises(ValueError, match="critic_init"):
     train_ppo(c, str(root / "bad"), str(root / "sft"), str(root / "rm"), data=bundle)
+
+
+def test_critic_roles(world):
+  """critic_init='rm' starts the critic as the RM; 'sft' as the SFT decoder with a fresh head."""
+  from xlra.parallel.mesh import make_mesh
+  from xlra.train.ppo_job import _roles
+
+  root, config, _ = world
+  mesh = make_mesh({"data": -1})
+  leaves = lambda tree: [np.asarray(x) for x in jax.tree.leaves(tree)]
+  roles = _roles(config, str(root / "sft"), str(root / "rm"), mesh, None)
+  assert all(np.array_equal(a, b) for a, b in zip(leaves(roles["critic_params"]), leaves(roles["rm_params"])))
+  assert roles["rm_stats"]["std"] == 2.0
+  c = config.copy_and_resolve_references()
+  c.critic_init = "sft"
+  roles = _roles(c, str(root / "sft"), str(root / "rm"), mesh, None)
+  critic = roles["critic_params"]
+  backbone = leaves(critic["backbone"])
+  assert all(np.array_equal(a, b) for a, b in zip(backbone, leaves(roles["policy_params"])))
+  assert float(np.abs(np.asarray(critic["head_b"][...]))) == 0.0
+  assert not np.array_equal(np.asarray(critic["head_w"][...]), leaves(roles["rm_params"])[-1])

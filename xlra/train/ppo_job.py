@@ -283,25 +283,35 @@ def _finish(workdir, trainer, config, evaluator, eval_examples, texts, last, eva
   return result
 
 
-CURVES = (("rm_score", "RM score (raw, rollouts)"), ("gold_q", "gold q (rollouts)"), ("kl", "KL to reference (nats/seq)"),
-          ("annotator_bias", "annotator bias q ignores"), ("eval:win_rate", "win rate vs SFT (eval, greedy)"),
-          ("eval:gold_q", "gold q (eval, greedy)"))
+CURVES = (("score", "RM reward (normalised, rollouts)"), ("gold_q", "gold q (rollouts)"),
+          ("kl", "KL to reference (nats/seq)"), ("response_words", "response words (rollouts)"),
+          ("annotator_bias", "annotator bias that q ignores"), ("eval:win_rate", "win rate vs SFT (eval, greedy)"),
+          ("eval:gold_q", "gold q (eval, greedy)"), ("eval:rm_score", "RM score (raw, eval, greedy)"))
+
+
+_SMOOTH = 5  # iterations in the running mean of the rollout curves
 
 
 def plot_curves(runs: dict[str, str], path: str) -> None:
-  """One PNG of the PPO curves of several runs (label -> workdir): proxy reward, gold q, KL, the
-  bias term, and the eval win rate with its 95% interval, so reward hacking is visible at a glance."""
+  """One PNG of the PPO curves of several runs (label -> workdir): proxy reward, gold q, KL, length,
+  the annotators' bias term, and the eval win rate with its 95% interval, so reward hacking (proxy
+  up, gold q flat or down) is visible at a glance."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+  fig, axes = plt.subplots(2, 4, figsize=(17, 7))
   for (key, title), ax in zip(CURVES, axes.flat):
     split, name = key.split(":") if ":" in key else ("train", key)
     for label, workdir in runs.items():
       rows = [r for r in read_metrics(workdir, split) if name in r]
       x, y = [r["step"] for r in rows], [r[name] for r in rows]
-      line, = ax.plot(x, y, marker="." if split == "eval" else None, label=label)
+      if split == "train" and len(y) >= _SMOOTH:  # noisy per-batch values, faint, and their running mean
+        line, = ax.plot(x, y, alpha=0.25)
+        ax.plot(x[_SMOOTH - 1:], np.convolve(y, np.ones(_SMOOTH) / _SMOOTH, "valid"), color=line.get_color(),
+                label=label)
+      else:
+        line, = ax.plot(x, y, marker=".", label=label)
       if name == "win_rate":
         ax.fill_between(x, [r["win_ci_low"] for r in rows], [r["win_ci_high"] for r in rows], alpha=0.2,
                         color=line.get_color())
