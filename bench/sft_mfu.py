@@ -3,9 +3,10 @@
     python bench/sft_mfu.py                       # bench32m (d=512, 8 layers, GQA), batch 8 x seq 512, float32
     python bench/sft_mfu.py --dtype bfloat16      # bf16 compute, f32 master weights and accumulation
 
-The reference is `xlra.train.metrics.measure_peak_flops`: a jitted 1024^3 `jnp.dot` in the same dtype
-(bfloat16 inputs with float32 accumulation for --dtype bfloat16), run for --peak-s seconds right
-before and right after the --steps timed steps of each round, so peak and step see the same machine
+The reference is `xlra.train.metrics.measure_peak_flops`: the best of jitted 1024^3 and 2048^3
+`jnp.dot`s in the same dtype (bfloat16 inputs with float32 accumulation for --dtype bfloat16; on a
+CPU without bf16 matmul units that dot runs slower than float32's, and the ratio can exceed 1), each
+run for --peak-s seconds right before and right after the --steps timed steps of each round, so peak and step see the same machine
 load; the reported MFU is the median over rounds of achieved FLOP/s / (mean of the two peaks).
 FLOPs are counted as in bench/sft_setup.py (6 N per token plus 12 L H Q T attention). The last
 line is `ratio=<achieved/peak>`.

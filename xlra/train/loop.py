@@ -40,7 +40,7 @@ from xlra.parallel import mesh as mesh_lib
 from xlra.parallel.distributed import is_main_process
 from xlra.train import checkpoint as ckpt_lib
 from xlra.train import optim, state as state_lib, update
-from xlra.train.metrics import MetricWriter, Progress, Throughput, measure_peak_flops
+from xlra.train.metrics import MetricWriter, Progress, Throughput, device_peak_flops
 
 Batch = dict[str, np.ndarray]
 
@@ -230,7 +230,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task,
   eval_fn = update.jit_eval_step(update.make_eval_step(graphdef, task.loss_fn), shardings.params,
                                  task.eval_data[0], mesh) if task.eval_data else None
   writer = MetricWriter(workdir, resume_step=start)
-  peak = config.peak_flops or measure_peak_flops(task.compute_dtype)
+  peak = config.peak_flops or device_peak_flops(task.compute_dtype)
   throughput = Throughput(task.flops_per_token, peak * jax.device_count())
   progress = Progress(task.name, steps, start, config.progress_every_s)
   rng = np.asarray(jax.device_get(state.rng))  # base key; the step folds its count in
