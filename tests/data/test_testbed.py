@@ -60,6 +60,23 @@ def test_eval_prompts_do_not_occur_in_training_splits():
       assert not train & {e.prompt for e in tb.generate_split(lang, task, "eval", 100, 0)}
 
 
+def test_base_corpus_mix_appends_summaries_and_translations():
+  """Default: bare documents. summaries=1: every summarize document ends with its reference summary.
+  parallel=1: every document is followed by its translation, which keeps the names' spelling."""
+  plain = tb.base_corpus("en", ("summarize",), 20, 0)
+  exs = tb.generate_split("en", "summarize", "base", 20, 0)
+  assert plain == [e.prompt.split("\n", 1)[1] for e in exs]
+  summed = tb.base_corpus("en", ("summarize",), 20, 0, summaries=1.0)
+  assert summed == [p + "\n" + e.reference for p, e in zip(plain, exs)]
+  both = tb.base_corpus("en", ("summarize", "dialog"), 20, 0, parallel=1.0, languages=("en", "ru"))
+  assert len(both) == 40
+  for doc, ex in zip(both, exs):
+    first, second = doc.split("\n")
+    assert first == ex.prompt.split("\n", 1)[1] and re.search("[а-яА-Я]", second), doc
+    assert ex.facts["actor"][0] in second  # a name keeps its spelling across the translation
+  assert tb.base_corpus("en", ("summarize",), 20, 0, parallel=1.0, languages=("en",)) == plain  # no other language
+
+
 # -- each language is written as that language ---------------------------------------------------------
 
 DATE_RE = {"de": r"\d{1,2}\. (Januar|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember) \d{4}",

@@ -33,12 +33,29 @@ def generate_split(lang: str, task: str, split: str, n: int, seed: int) -> list[
   return [tasks.generate(task, lang, rng, f"{lang}-{task}-{split}-{i:06d}") for i in range(n)]
 
 
-def base_corpus(lang: str, tasks_: tuple[str, ...], n: int, seed: int) -> list[str]:
-  """n documents per task: the article or dialog context, without the instruction or the request."""
+def base_corpus(lang: str, tasks_: tuple[str, ...], n: int, seed: int, summaries: float = 0.0,
+                parallel: float = 0.0, languages: tuple[str, ...] = ()) -> list[str]:
+  """n documents per task: the article or dialog context, without the instruction or the request.
+
+  Two kinds of text a multilingual pretraining corpus has, each in a seeded share of the documents:
+  `summaries`  an article followed by its summary (a lede restating the main facts), so the base LM
+               learns to copy facts from context, as pretrained LMs can;
+  `parallel`   a document followed by its translation into another of `languages` (names keep their
+               spelling), the cross-lingual signal that lets a multilingual LM share what it learns.
+  """
+  from xlra.data.testbed.translate import translate  # translate imports this module's neighbours
+
+  rng = Stream(seed, "base-mix", lang)
+  others = [l for l in languages if l != lang]
   docs = []
   for task in tasks_:
     for ex in generate_split(lang, task, "base", n, seed):
       body = ex.prompt.split("\n", 1)[1] if task == "summarize" else ex.prompt.rsplit("\n", 1)[0]
+      if task == "summarize" and rng.random() < summaries:
+        body += "\n" + ex.reference
+      if others and rng.random() < parallel:
+        other = translate(ex, rng.choice(others), 0.0, seed)
+        body += "\n" + (other.prompt.split("\n", 1)[1] if task == "summarize" else other.prompt.rsplit("\n", 1)[0])
       docs.append(body)
   return docs
 
@@ -120,7 +137,9 @@ def build(config) -> Testbed:
   annotator = Annotator.from_config(config.annotator)
   examples, pairs, points, base = {}, {}, {}, {}
   for lang in config.languages:
-    base[lang] = base_corpus(lang, tuple(config.tasks), config.sizes.base, config.seed)
+    mix = config.get("base_mix", {})
+    base[lang] = base_corpus(lang, tuple(config.tasks), config.sizes.base, config.seed, mix.get("summaries", 0.0),
+                             mix.get("parallel", 0.0), tuple(config.languages))
     for task in config.tasks:
       for split in SPLITS[1:]:
         exs = generate_split(lang, task, split, getattr(config.sizes, split), config.seed)
