@@ -4,7 +4,7 @@
     xlra pipeline --config=configs/pipeline.py:ci --workdir=runs/ci         # smaller; CI runs it end to end
     xlra pipeline --config=configs/pipeline.py:demo --workdir=runs/de_en \
         --config.languages=de,en --config.bon.n=8 --config.ppo.pairs=en-de
-    xlra pipeline --config=configs/pipeline.py:paper --workdir=gs://B/runs/paper \
+    xlra pipeline --config=configs/pipeline.py:paper --workdir=/mnt/bucket/runs/paper \
         --config.init_hf=/ckpt/gemma-2-2b --config.data.tokenizer.path=/ckpt/gemma-2-2b \
         --config.data.real.seahorse_tsv=... --config.data.real.oasst_jsonl=...
 
@@ -39,7 +39,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   job = "tiny" if testbed else "gemma2_2b_dialog"
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.languages = ("de", "en", "es", "ru", "tr", "vi")  # target languages (policies)
+  # Target languages (policies). The demo's three fit 15 minutes on 2 CPU cores and carry both
+  # simulated annotator biases (de: length, es: politeness); the testbed has de, en, es, ru, tr, vi.
+  c.languages = ("de", "en", "es") if testbed else ("de", "en", "es", "ru", "tr", "vi")
   c.sources = ""  # RM source languages, comma-separated; "" = the same as languages
   c.init_hf = ""  # real runs: the Hugging Face checkpoint every model starts from (no base-LM stage)
 
@@ -47,7 +49,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.data = sft_cfgs["testbed_data"]("tiny") if testbed else data_cfgs["get_config"]("real")
   c.data.tasks = ("dialog",)
   if testbed:  # a 2048-token BPE keeps prompts near 100 tokens and responses near 30
-    c.data.sizes.base = 600
+    c.data.sizes.update(dict(base=600, sft=3000, eval=100))  # 400 SFT examples overfit within 250 steps
     c.data.tokenizer.vocab_size = 2048
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.model = ml_collections.ConfigDict(dict(preset="tiny" if testbed else "gemma2_2b", dtype="float32",
@@ -59,15 +61,21 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.rm = rm_cfgs["get_config"](job)  # one RM per source language, from that language's SFT model
   c.rm.rm.loss = "pairwise"
   c.rm.sft_first = False
+  if testbed:  # packed rows (about two examples each); step counts sized for the 15-minute demo
+    c.base.update(dict(num_steps=600, num_epochs=0.0, pack=True, eval_every=200, checkpoint_every=200))
+    c.sft.update(dict(num_steps=250, num_epochs=0.0, pack=True, eval_every=125, checkpoint_every=125))
 
   # Best-of-n. temperature 0.7: the tiny policies ramble at 1.0. missing_eos_penalty is in the RM's
   # normalised units and far below its scores, so a candidate that never stopped wins only when all did.
   c.bon = ml_collections.ConfigDict(dict(
-      n=16, temperature=0.7, top_k=0, top_p=1.0, max_new_tokens=48, eval_prompts=64,
+      n=16, temperature=0.7, top_k=0, top_p=1.0, max_new_tokens=48, eval_prompts=100,
       rows_per_batch=64, normalize_reward=True, missing_eos_penalty=-10.0, min_prompt_bucket=32,
       max_prompt_len=256, score_batch_size=64))
   c.ppo = ppo_cfgs["get_config"]("tiny" if testbed else "paper")
   c.ppo.pairs = "en-de"  # SOURCE-TARGET,... (RM language - policy language); "" = no PPO
+  c.ppo.eval_prompts = c.bon.eval_prompts  # the PPO policy is judged on the best-of-n prompts
+  if testbed:
+    c.ppo.update(dict(iterations=20, eval_every=5))
   c.judge = eval_cfgs["judge"]("oracle" if testbed else "http")
   c.winrate = ml_collections.ConfigDict(dict(level=0.95, n_boot=10_000, seed=0))
   c.baselines = ml_collections.ConfigDict(dict(
@@ -94,6 +102,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     c.winrate.n_boot = 1000
   elif arg == "paper":
     c.bon.update(dict(n=64, eval_prompts=500, max_new_tokens=512, max_prompt_len=1024, rows_per_batch=256))
+    c.ppo.eval_prompts = c.bon.eval_prompts
     c.ppo.pairs = "en-de,en-es,en-ru,en-tr,en-vi,de-de"
     c.baselines.targets = "de,es,ru,tr,vi"
   return c
