@@ -115,7 +115,7 @@ def test_ci_preset_end_to_end_and_rerun_skips_everything(tmp_path):
   assert all(v >= 0 for v in res["timing"].values())
   md = open(os.path.join(workdir, "report.md")).read()
   assert "| RM source \\ target | de | en |" in md and "## Reward-model accuracy" in md
-  for png in ("bon_winrate.png", "ppo_winrate.png", "rm_accuracy.png"):
+  for png in ("bon_winrate.png", "ppo_winrate.png", "rm_accuracy.png", "ppo_curves.png"):
     with open(os.path.join(workdir, png), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   assert "[pipeline]" in first.stdout and "remaining" in first.stdout

@@ -128,8 +128,11 @@ def write_report(results: dict[str, Any], workdir: str) -> str:
     if "bon_bound" in kl:
       out.append(f"Best-of-n analytic bound log n - (n-1)/n = {kl['bon_bound']:.3f} nats.")
     for pair, v in (kl.get("ppo") or {}).items():
-      out.append(f"- PPO {pair}: final KL {v:.3f} nats")
+      out.append(f"- PPO {pair}: KL {v:.3f} nats per response (mean of the last iterations' k1 estimates)")
     out.append("")
+    if os.path.exists(os.path.join(workdir, "ppo_curves.png")):
+      out.extend(["PPO curves (rollout RM reward, gold q, KL, length, the annotators' bias, eval win rate):", "",
+                  "![PPO curves](ppo_curves.png)", ""])
 
   if results.get("timing"):
     total = sum(results["timing"].values())

@@ -44,8 +44,11 @@ from xlra.sampling.job import load_policy
 from xlra.sampling.sampler import Sampler, SamplingConfig
 from xlra.train.jobs import train_rm, train_sft
 from xlra.train.ppo import final_scores
-from xlra.train.ppo_job import train_ppo
+from xlra.train.metrics import read_metrics
+from xlra.train.ppo_job import plot_curves, train_ppo
 from xlra.train.scoring import RewardScorer
+
+_KL_WINDOW = 5  # PPO iterations whose KL is averaged for the report
 
 # Relative cost of each kind of stage, for the remaining-time estimate.
 _WEIGHTS = {"data": 0.5, "base": 4, "sft": 2, "rm": 2, "rm_accuracy": 0.5, "bon": 1.5, "greedy": 0.3, "ppo": 5,
@@ -274,7 +277,10 @@ class Pipeline:
                          f"check config.ppo.eval_prompts >= config.bon.eval_prompts")
     cell = self.judge_against(f"ppo/{source}-{target}", examples, [mine[ex.id] for ex in examples],
                               [base[ex.id] for ex in examples])
-    cell["kl"] = float(result.last.get("kl", float("nan")))
+    # KL of one rollout batch is noisy (a k1 estimate over a few dozen sequences): report the mean of
+    # the last _KL_WINDOW iterations.
+    kls = [r["kl"] for r in read_metrics(self.path("ppo", f"{source}-{target}"), "train") if "kl" in r]
+    cell["kl"] = float(np.mean(kls[-_KL_WINDOW:])) if kls else float("nan")
     cell["curve"] = [{k: r[k] for k in ("step", "gold_q", "rm_score", "win_rate") if k in r} for r in result.evals]
     return cell
 
@@ -317,6 +323,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   greedy = {t: run_stage(f"greedy/{t}", lambda t=t: p.greedy(t, sft[t])) for _, t in plan.ppo_pairs}
   ppo = {(s, t): run_stage(f"ppo/{s}-{t}", lambda s=s, t=t: p.ppo(s, t, sft[t], rm[s], greedy[t]))
          for s, t in plan.ppo_pairs}
+  if ppo:  # every pair's curves in one figure: proxy reward next to gold q and KL
+    plot_curves({f"{s}-{t}": p.path("ppo", f"{s}-{t}") for s, t in plan.ppo_pairs}, p.path("ppo_curves.png"))
 
   baselines: dict[str, dict] = {}
   src = plan.baseline_source
