@@ -75,7 +75,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.ppo.pairs = "en-de"  # SOURCE-TARGET,... (RM language - policy language); "" = no PPO
   c.ppo.eval_prompts = c.bon.eval_prompts  # the PPO policy is judged on the best-of-n prompts
   if testbed:
-    c.ppo.update(dict(iterations=20, eval_every=5))
+    c.ppo.update(dict(iterations=40, eval_every=10))
   c.judge = eval_cfgs["judge"]("oracle" if testbed else "http")
   c.winrate = ml_collections.ConfigDict(dict(level=0.95, n_boot=10_000, seed=0))
   c.baselines = ml_collections.ConfigDict(dict(
