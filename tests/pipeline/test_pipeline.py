@@ -80,6 +80,16 @@ def test_stage_runner_skips_finished_stages_and_keeps_their_results(tmp_path):
     r2.run("c", lambda: None)
 
 
+def test_stage_runner_refuses_a_finished_stage_with_another_config(tmp_path):
+  plan = [("a", 1.0)]
+  r = StageRunner(str(tmp_path), plan, out=io.StringIO())
+  r.run("a", lambda: 1, {"sft": {"num_steps": 250, "lr": 1e-3}, "langs": ("de", "en")})
+  again = StageRunner(str(tmp_path), plan, out=io.StringIO())
+  assert again.run("a", lambda: 2, {"sft": {"num_steps": 250, "lr": 1e-3}, "langs": ["de", "en"]}) == 1
+  with pytest.raises(ValueError, match=r"stage a finished .* \(changed: sft.num_steps\); use a new --workdir"):
+    again.run("a", lambda: 2, {"sft": {"num_steps": 500, "lr": 1e-3}, "langs": ["de", "en"]})
+
+
 def test_winrate_table_marks_diagonal_and_unsure_cells():
   cell = lambda w, lo, hi: {"win_rate": w, "ci_low": lo, "ci_high": hi, "n": 10}
   grid = {"de": {"de": cell(0.6, 0.52, 0.68), "en": cell(0.7, 0.6, 0.8)},
@@ -125,3 +135,7 @@ def test_ci_preset_end_to_end_and_rerun_skips_everything(tmp_path):
   n_stages = len(res["timing"])
   assert second.stdout.count("done earlier") == n_stages, second.stdout
   assert json.load(open(os.path.join(workdir, "results.json")))["bon"] == res["bon"]
+  # A changed RM config must not silently reuse the finished RMs (and everything after them).
+  third = subprocess.run(cmd + ["--config.rm.num_steps=13"], capture_output=True, text=True, env=env, timeout=600)
+  assert third.returncode != 0 and "stage rm/de finished" in third.stderr and "rm.num_steps" in third.stderr, \
+      third.stderr[-2000:]

@@ -1,13 +1,16 @@
 """Cached, resumable stages with a progress display across the whole pipeline.
 
 A stage is a named function whose JSON result is written to `WORKDIR/stages/NAME.json` when it
-finishes. A finished stage is never rerun; an interrupted one is rerun and resumes from its own
-checkpoints (the training jobs do that themselves). Stage weights (expected relative cost) drive the
+finishes, with the config it depended on. A finished stage is not rerun; an interrupted one is rerun
+and resumes from its own checkpoints (the training jobs do that themselves). A finished stage whose
+config differs from the current run's is an error naming the changed fields: its outputs would no
+longer match what results.json says produced them. Stage weights (expected relative cost) drive the
 remaining-time estimate.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -20,6 +23,13 @@ from xlra.parallel.distributed import is_main_process
 def _fmt(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+  """Dotted paths where two JSON values differ."""
+  if isinstance(a, dict) and isinstance(b, dict):
+    return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+  return [] if a == b else [prefix.rstrip(".") or "(all)"]
 
 
 class StageRunner:
@@ -42,13 +52,22 @@ class StageRunner:
   def finished(self, name: str) -> bool:
     return os.path.exists(self._path(name))
 
-  def run(self, name: str, fn: Callable[[], Any]) -> Any:
+  def run(self, name: str, fn: Callable[[], Any], config: dict | None = None) -> Any:
+    """`config`: the JSON-able settings the stage depends on (checked against a finished stage's)."""
     if name not in self.weights:
       raise KeyError(f"stage {name!r} is not in the pipeline plan")
     path = self._path(name)
     i = self.order.index(name) + 1
+    config = json.loads(json.dumps(config or {}))  # tuples -> lists, as read back from the file
     if os.path.exists(path):
       record = files.read_json(path)
+      old = record.get("config")
+      if old is not None and old != config:
+        changed = sorted(_diff(old, config))
+        raise ValueError(
+            f"stage {name} finished in {os.path.dirname(self.dir)} with a different config (changed: "
+            f"{', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''}); use a new --workdir, or delete {path} "
+            f"(and the stages after it) to redo it with this config")
       self.timing[name] = record["seconds"]
       self._say(f"[{i}/{len(self.order)}] {name}: done earlier ({record['seconds']:.1f}s), skipped")
       return record["result"]
@@ -57,7 +76,7 @@ class StageRunner:
     result = fn()
     seconds = time.time() - t0
     if is_main_process():
-      files.write_json(path, {"stage": name, "seconds": seconds, "result": result})
+      files.write_json(path, {"stage": name, "seconds": seconds, "result": result, "config": config})
     self.timing[name] = seconds
     self._say(f"[{i}/{len(self.order)}] {name}: finished in {seconds:.1f}s")
     return result

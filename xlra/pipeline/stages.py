@@ -300,10 +300,32 @@ class Pipeline:
     return dataclasses.replace(self.bundle, testbed=dataclasses.replace(tb, examples=examples, pairs=pairs))
 
 
+def _stage_configs(config: ml_collections.ConfigDict, plan: Plan) -> dict[str, dict]:
+  """What each kind of stage depends on (the runner refuses to reuse a stage finished under other
+  values). The mesh is left out (it changes layouts, not results); so are the PPO pairs and baseline
+  targets, so adding one reuses every finished stage."""
+  def pick(*keys):
+    return {k: config[k].to_dict() if isinstance(config[k], ml_collections.ConfigDict) else config[k] for k in keys}
+
+  grid = {"languages": list(plan.languages), "sources": list(plan.sources)}
+  base = pick("seed", "data", "model", "init_hf", "base")
+  train = {**base, **pick("sft")}
+  rm = {**train, **pick("rm")}
+  judged = {**rm, **grid, **pick("bon", "judge", "winrate")}
+  ppo = {k: v for k, v in config.ppo.to_dict().items() if k != "pairs"}
+  return {"data": pick("seed", "data"), "base": base, "sft": train, "rm": rm, "rm_accuracy": {**rm, **grid},
+          "bon": judged, "greedy": {**train, **pick("bon")}, "ppo": {**judged, "ppo": ppo},
+          "baseline": {**judged, "baseline_source": plan.baseline_source}}
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """The whole study; returns results.json's content."""
   p = Pipeline(config, workdir)
-  plan, run_stage = p.plan, p.runner.run
+  plan = p.plan
+  stage_configs = _stage_configs(config, plan)
+
+  def run_stage(name: str, fn):
+    return p.runner.run(name, fn, stage_configs[name.split("/")[0]])
 
   def data() -> dict:
     p.bundle = prepare(config.data, p.workdir)
