@@ -19,6 +19,7 @@ from xlra.data.testbed.annotators import Annotator
 from xlra.data.testbed.quality import quality
 from xlra.data.testbed.seeding import Stream
 from xlra.data.testbed.tasks import Example
+from xlra.data.testbed.translate import translate
 
 SPLITS = ("base", "sft", "rm_train", "rm_val", "rl", "eval")
 PREFERENCE_SPLITS = ("rm_train", "rm_val")
@@ -33,6 +34,11 @@ def generate_split(lang: str, task: str, split: str, n: int, seed: int) -> list[
   return [tasks.generate(task, lang, rng, f"{lang}-{task}-{split}-{i:06d}") for i in range(n)]
 
 
+def _document(ex: Example) -> str:
+  """The prompt without its instruction (summarize) or request (dialog): raw text."""
+  return ex.prompt.split("\n", 1)[1] if ex.task == "summarize" else ex.prompt.rsplit("\n", 1)[0]
+
+
 def base_corpus(lang: str, tasks_: tuple[str, ...], n: int, seed: int, summaries: float = 0.0,
                 parallel: float = 0.0, languages: tuple[str, ...] = ()) -> list[str]:
   """n documents per task: the article or dialog context, without the instruction or the request.
@@ -43,19 +49,16 @@ def base_corpus(lang: str, tasks_: tuple[str, ...], n: int, seed: int, summaries
   `parallel`   a document followed by its translation into another of `languages` (names keep their
                spelling), the cross-lingual signal that lets a multilingual LM share what it learns.
   """
-  from xlra.data.testbed.translate import translate  # translate imports this module's neighbours
-
   rng = Stream(seed, "base-mix", lang)
   others = [l for l in languages if l != lang]
   docs = []
   for task in tasks_:
     for ex in generate_split(lang, task, "base", n, seed):
-      body = ex.prompt.split("\n", 1)[1] if task == "summarize" else ex.prompt.rsplit("\n", 1)[0]
+      body = _document(ex)
       if task == "summarize" and rng.random() < summaries:
         body += "\n" + ex.reference
       if others and rng.random() < parallel:
-        other = translate(ex, rng.choice(others), 0.0, seed)
-        body += "\n" + (other.prompt.split("\n", 1)[1] if task == "summarize" else other.prompt.rsplit("\n", 1)[0])
+        body += "\n" + _document(translate(ex, rng.choice(others), 0.0, seed))
       docs.append(body)
   return docs
 
