@@ -67,8 +67,10 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
 
   # Best-of-n. temperature 0.7: the tiny policies ramble at 1.0. missing_eos_penalty is in the RM's
   # normalised units and far below its scores, so a candidate that never stopped wins only when all did.
+  # baseline_samples: target SFT samples each prompt is judged against (its score is their mean; the
+  # interval still resamples prompts). More samples narrow the interval, at k judge calls per prompt.
   c.bon = ml_collections.ConfigDict(dict(
-      n=16, temperature=0.7, top_k=0, top_p=1.0, max_new_tokens=48, eval_prompts=100,
+      n=16, temperature=0.7, top_k=0, top_p=1.0, max_new_tokens=48, eval_prompts=100, baseline_samples=8,
       rows_per_batch=64, normalize_reward=True, missing_eos_penalty=-10.0, min_prompt_bucket=32,
       max_prompt_len=256, score_batch_size=64))
   c.ppo = ppo_cfgs["get_config"]("tiny" if testbed else "paper")
@@ -95,13 +97,14 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
       sub.eval_every = sub.checkpoint_every = 12
       sub.batch_size = 8
       sub.max_len = 320
-    c.bon.update(dict(n=4, eval_prompts=8, max_new_tokens=24, max_prompt_len=384))
+    c.bon.update(dict(n=4, eval_prompts=8, max_new_tokens=24, max_prompt_len=384, baseline_samples=2))
     # minibatches=1: 8 rollout rows per minibatch, divisible by the 8 devices of the test mesh.
     c.ppo.update(dict(iterations=2, prompts_per_iteration=8, minibatches=1, eval_prompts=8, eval_every=2,
                       max_new_tokens=24, value_warmup_iterations=1, epochs=1))
     c.winrate.n_boot = 1000
   elif arg == "paper":
-    c.bon.update(dict(n=64, eval_prompts=500, max_new_tokens=512, max_prompt_len=1024, rows_per_batch=256))
+    c.bon.update(dict(n=64, eval_prompts=500, max_new_tokens=512, max_prompt_len=1024, rows_per_batch=256,
+                      baseline_samples=1))  # an LM judge pays two calls per judgement
     c.ppo.eval_prompts = c.bon.eval_prompts
     c.ppo.pairs = "en-de,en-es,en-ru,en-tr,en-vi,de-de"
     c.baselines.targets = "de,es,ru,tr,vi"

@@ -55,6 +55,38 @@ def test_bootstrap_interval_covers_the_true_rate_at_the_nominal_frequency():
   assert 0.91 <= covered / experiments <= 0.98, covered / experiments
 
 
+def test_groups_average_a_prompts_judgements_first():
+  # Prompt a: a win and a loss (0.5); b: a win and a tie (0.75); c: one failure and a win (1.0).
+  p = [1.0, 0.0, 0.9, 0.5, None, 1.0]
+  wr = win_rate(p, groups=["a", "a", "b", "b", "c", "c"], n_boot=2000)
+  assert wr.win_rate == pytest.approx((0.5 + 0.75 + 1.0) / 3)
+  assert (wr.n, wr.wins, wr.ties, wr.losses, wr.failures) == (3, 3, 1, 1, 1)
+  assert 0.5 <= wr.ci_low <= wr.win_rate <= wr.ci_high <= 1.0
+  only_failed = win_rate([None, None, 1.0], groups=["a", "a", "b"], n_boot=200)
+  assert (only_failed.n, only_failed.win_rate, only_failed.failures) == (1, 1.0, 2)
+  with pytest.raises(ValueError, match="one group per judgement"):
+    win_rate([1.0, 0.0], groups=["a"])
+
+
+def test_grouped_interval_covers_when_judgements_of_a_prompt_are_correlated():
+  # Each prompt has its own win probability (Beta(0.5, 0.5), mean 0.5: most prompts are nearly always
+  # won or nearly always lost), judged against 4 baseline samples. Resampling prompts covers the truth
+  # at the nominal rate; treating the 4 judgements as independent examples would not.
+  rng = np.random.default_rng(0)
+  experiments, n, k = 300, 60, 4
+  covered = naive = 0
+  for e in range(experiments):
+    p_prompt = rng.beta(0.5, 0.5, size=n)
+    p_a = (rng.random((n, k)) < p_prompt[:, None]).astype(float).ravel()
+    groups = np.repeat(np.arange(n), k)
+    wr = win_rate(list(p_a), n_boot=1000, seed=e, groups=list(groups))
+    covered += wr.ci_low <= 0.5 <= wr.ci_high
+    flat = win_rate(list(p_a), n_boot=1000, seed=e)
+    naive += flat.ci_low <= 0.5 <= flat.ci_high
+  assert 0.91 <= covered / experiments <= 0.98, covered / experiments
+  assert naive / experiments < 0.88, naive / experiments
+
+
 def test_grouped_per_language_and_pair():
   rows = [{"system": "ppo_en", "lang": "de", "p_a": 1.0}, {"system": "ppo_en", "lang": "de", "p_a": 0.0},
           {"system": "ppo_en", "lang": "fr", "p_a": 1.0}, {"system": "bon_de", "lang": "de", "p_a": None},

@@ -11,6 +11,7 @@ import sys
 import pytest
 from ml_collections import config_flags  # noqa: F401  (configs are plain modules loaded below)
 
+from xlra.files import read_jsonl
 from xlra.pipeline import report
 from xlra.pipeline.runner import StageRunner
 
@@ -119,6 +120,16 @@ def test_ci_preset_end_to_end_and_rerun_skips_everything(tmp_path):
       assert set(cell) >= {"win_rate", "ci_low", "ci_high", "n"}
       assert 0 <= cell["ci_low"] <= cell["win_rate"] <= cell["ci_high"] <= 1 and cell["n"] == 8
       assert 0 <= res["rm_accuracy"][s][t] <= 1
+      assert cell["judgements"] == 16  # ci: each prompt judged against 2 samples of the target SFT model
+  # Every best-of-n system of a target, the baselines included, meets the same samples of the target's
+  # SFT model (the no-target-SFT policy is judged against the target SFT, not against itself).
+  drawn = {r["id"]: r["outputs"] for r in read_jsonl(os.path.join(workdir, "bon", "de", "baseline.jsonl"))}
+  assert len(drawn) == 8 and all(len(o) == 2 for o in drawn.values())
+  judged = [f for f in os.listdir(os.path.join(workdir, "judgements")) if f.startswith("bon") and f.endswith("-de.jsonl")]
+  assert any("no_target_sft" in f for f in judged) and any("translate_train" in f for f in judged), judged
+  for f in judged:
+    for row in read_jsonl(os.path.join(workdir, "judgements", f)):
+      assert row["baseline"] == drawn[row["id"]][row["baseline_sample"]], f
   assert set(res["ppo"]) == {"en"} and set(res["ppo"]["en"]) == {"de"}
   assert {"win_rate", "ci_low", "ci_high", "n"} <= set(res["ppo"]["en"]["de"])
   assert res["timing"].keys() >= {"data", "base", "sft/de", "rm/en", "bon/de", "ppo/en-de"}

@@ -4,6 +4,11 @@ A judgement is P(aligned system beats the baseline). `hard` scoring turns it int
 (0.5, within `tie_tol` of 0.5) or a loss (0), as the paper counts; `soft` keeps the probability. Failed
 judgements (None/NaN) are excluded and counted as failures, never as losses. The 95% interval is a
 percentile bootstrap over examples, seeded, vectorised in chunks so memory stays bounded.
+
+A prompt may be judged against several baseline samples (`groups` names each judgement's prompt): its
+score is the mean over its judgements and the bootstrap resamples prompts, not judgements, since
+judgements of one prompt are correlated. The estimate is the same P(system beats a baseline sample)
+with less of the baseline's sampling noise, so the interval narrows without pretending to more prompts.
 """
 
 from __future__ import annotations
@@ -76,17 +81,31 @@ def bootstrap_ci(values: np.ndarray, level: float = 0.95, n_boot: int = 10_000, 
   return float(lo), float(hi)
 
 
+def _group_means(s: np.ndarray, groups: Sequence) -> np.ndarray:
+  """Mean score per group over its judged (non-NaN) entries; groups with none judged are left out."""
+  if len(groups) != s.size:
+    raise ValueError(f"groups has {len(groups)} entries for {s.size} judgements; give one group per judgement")
+  _, idx = np.unique(np.asarray([str(g) for g in groups]), return_inverse=True)
+  ok = ~np.isnan(s)
+  total = np.bincount(idx[ok], weights=s[ok], minlength=idx.max() + 1 if idx.size else 0)
+  count = np.bincount(idx[ok], minlength=total.size)
+  return total[count > 0] / count[count > 0]
+
+
 def win_rate(p_a: Sequence[float | None], mode: str = "hard", level: float = 0.95, n_boot: int = 10_000,
-             seed: int = 0, tie_tol: float = TIE_TOL) -> WinRate:
-  """Win rate of A (the aligned system) over B (the baseline) from per-example judgements."""
+             seed: int = 0, tie_tol: float = TIE_TOL, groups: Sequence | None = None) -> WinRate:
+  """Win rate of A (the aligned system) over B (the baseline) from per-example judgements.
+
+  With `groups` (one key per judgement, e.g. the prompt id), judgements of a group are averaged first
+  and `n` counts groups; wins, ties, losses and failures count judgements."""
   s = scores(p_a, mode, tie_tol)
-  ok = s[~np.isnan(s)]
+  ok = s[~np.isnan(s)] if groups is None else _group_means(s, groups)
   hard = scores(p_a, "hard", tie_tol)
   hard = hard[~np.isnan(hard)]
   lo, hi = bootstrap_ci(ok, level, n_boot, seed)
   return WinRate(win_rate=float(ok.mean()) if ok.size else math.nan, ci_low=lo, ci_high=hi, n=int(ok.size),
                  wins=int((hard == 1).sum()), ties=int((hard == 0.5).sum()), losses=int((hard == 0).sum()),
-                 failures=int(s.size - ok.size), level=level)
+                 failures=int(np.isnan(s).sum()), level=level)
 
 
 def grouped_win_rates(rows: Iterable[Mapping], keys: Sequence[str] = ("lang",), p_field: str = "p_a",

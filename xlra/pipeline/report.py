@@ -93,7 +93,9 @@ def write_report(results: dict[str, Any], workdir: str) -> str:
   sources, targets = list(cfg.get("sources", langs)), langs
   out = [f"# xlra report: cross-lingual reward model transfer", "",
          f"Judge: **{results.get('judge', '?')}**; languages: {', '.join(langs)}; "
-         f"best-of-n n={cfg.get('bon_n', '?')}; evaluation prompts per language: {results.get('n_eval', '?')}.", ""]
+         f"best-of-n n={cfg.get('bon_n', '?')}; evaluation prompts per language: {results.get('n_eval', '?')}, "
+         f"each judged against {cfg.get('bon', {}).get('baseline_samples', 1)} sample(s) of the target SFT model "
+         "(PPO: greedy against greedy).", ""]
 
   def grid_section(key: str, title: str, png: str) -> None:
     grid = results.get(key) or {}

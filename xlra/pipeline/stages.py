@@ -10,8 +10,10 @@ WORKDIR/
 
 Best-of-n draws the n candidates of a target prompt once and lets every source-language RM choose
 among the same candidates (common random numbers: the RM is the only thing that differs between
-the cells of a column). The baseline is an independent sample of the target SFT model at the same
-temperature, so an RM that knows nothing gives 50% in expectation. PPO policies are compared by
+the cells of a column). The baseline is config.bon.baseline_samples independent samples of the target
+SFT model per prompt at the same temperature (the same draws for every system in that target, the
+baselines included), so an RM that knows nothing gives 50% in expectation; a prompt's score is its
+mean over them and the interval resamples prompts (xlra.eval.winrate). PPO policies are compared by
 their greedy outputs with the SFT model's greedy outputs.
 """
 
@@ -118,6 +120,9 @@ def make_plan(config: ml_collections.ConfigDict) -> Plan:
                        "pairs); set --config.baselines.translate_train=False for pointwise RMs")
   if config.bon.n < 1:
     raise ValueError(f"config.bon.n={config.bon.n} must be >= 1")
+  if config.bon.baseline_samples < 1:
+    raise ValueError(f"config.bon.baseline_samples={config.bon.baseline_samples}: need at least one target SFT "
+                     "sample per prompt to judge against")
   return Plan(langs, sources, tuple(pairs), config.baselines.source, bl_targets)
 
 
@@ -194,34 +199,49 @@ class Pipeline:
     return RewardScorer.load(rm_dir, self.bundle.tokenizer, self.mesh, batch_size=b.score_batch_size,
                              length=b.max_prompt_len + b.max_new_tokens)
 
-  def judge_against(self, name: str, examples, outputs: list[str], baseline: list[str]) -> dict:
-    """Win rate of `outputs` against the baseline's, by the configured judge; rows to judgements/NAME.jsonl."""
-    reqs = [Judgement(ex.prompt, o, b, ex.lang, ex.task, ex) for ex, o, b in zip(examples, outputs, baseline)]
-    results = self.judge.judge(reqs)
-    p_a = [r.p_a for r in results]
-    wr = win_rate(p_a, level=self.config.winrate.level, n_boot=self.config.winrate.n_boot,
-                  seed=self.config.winrate.seed)
-    rows = [{"id": ex.id, "lang": ex.lang, "output": o, "baseline": b, "p_a": r.p_a, "error": r.error,
-             "gold_q": quality(ex, o), "gold_q_baseline": quality(ex, b)}
-            for ex, o, b, r in zip(examples, outputs, baseline, results)]
+  def judge_against(self, name: str, examples, outputs: list[str], baselines: list[list[str]]) -> dict:
+    """Win rate of `outputs` against the baseline outputs of each prompt (one or more), by the configured
+    judge; a row per judgement to judgements/NAME.jsonl."""
+    pairs = [(ex, o, j, b) for ex, o, bs in zip(examples, outputs, baselines) for j, b in enumerate(bs)]
+    results = self.judge.judge([Judgement(ex.prompt, o, b, ex.lang, ex.task, ex) for ex, o, _, b in pairs])
+    wr = win_rate([r.p_a for r in results], level=self.config.winrate.level, n_boot=self.config.winrate.n_boot,
+                  seed=self.config.winrate.seed, groups=[ex.id for ex, *_ in pairs])
+    q_out = {ex.id: quality(ex, o) for ex, o in zip(examples, outputs)}
+    rows = [{"id": ex.id, "lang": ex.lang, "output": o, "baseline_sample": j, "baseline": b, "p_a": r.p_a,
+             "error": r.error, "gold_q": q_out[ex.id], "gold_q_baseline": quality(ex, b)}
+            for (ex, o, j, b), r in zip(pairs, results)]
     files.write_jsonl(self.path("judgements", name.replace("/", "_") + ".jsonl"), rows)
     return {"win_rate": float(wr.win_rate), "ci_low": float(wr.ci_low), "ci_high": float(wr.ci_high), "n": int(wr.n),
-            "ties": int(wr.ties), "failures": int(wr.failures), "gold_q": float(np.mean([r["gold_q"] for r in rows])),
+            "judgements": len(rows), "ties": int(wr.ties), "failures": int(wr.failures),
+            "gold_q": float(np.mean(list(q_out.values()))),
             "gold_q_baseline": float(np.mean([r["gold_q_baseline"] for r in rows]))}
 
-  def best_of_n(self, target: str, policy_dir: str, rm_dirs: dict[str, str], tag: str = "") -> dict:
-    """Best-of-n in `target` under every RM of rm_dirs, on shared candidates, judged against an
-    independent sample of the target SFT model. Returns {source: win-rate cell} plus "_meta"."""
+  def baseline(self, target: str, sft_dir: str) -> list[list[str]]:
+    """config.bon.baseline_samples samples per eval prompt of the target SFT model at the best-of-n
+    temperature: the opponent of every best-of-n system in `target`. Same key, same draws in every stage."""
+    b, tok = self.config.bon, self.bundle.tokenizer
+    k = int(b.baseline_samples)
+    examples, prompts = self._prompts(target)
+    sampler, params = self._sampler(sft_dir, b.temperature)
+    out = sampler(params, prompts, jax.random.fold_in(self._key(target), 0), num_samples=k)
+    return [[decode_response(tok, out.response(i * k + j)) for j in range(k)] for i in range(len(prompts))]
+
+  def _key(self, target: str) -> jax.Array:
+    return jax.random.fold_in(jax.random.key(self.config.seed), self.plan.languages.index(target))
+
+  def best_of_n(self, target: str, policy_dir: str, rm_dirs: dict[str, str], sft_dir: str, tag: str = "") -> dict:
+    """Best-of-n of `policy_dir` in `target` under every RM of rm_dirs, on shared candidates, judged
+    against independent samples of the target SFT model `sft_dir` (`self.baseline`). Returns
+    {source: win-rate cell} plus "_meta"."""
     b, tok = self.config.bon, self.bundle.tokenizer
     examples, prompts = self._prompts(target)
-    sampler, params = self._sampler(policy_dir, b.temperature)
-    key = jax.random.fold_in(jax.random.key(self.config.seed), self.plan.languages.index(target))
-    base_out = sampler(params, prompts, jax.random.fold_in(key, 0), num_samples=1)
-    baseline = [decode_response(tok, base_out.response(i)) for i in range(len(prompts))]
-    if tag == "" and self.config.bon.n:  # the target SFT's own samples: the baseline of every system in target
+    baseline = self.baseline(target, sft_dir)
+    if tag == "":  # the target SFT's own samples: the baseline of every system in target
       files.write_jsonl(self.path("bon", target, "baseline.jsonl"),
-                        [{"id": ex.id, "prompt": ex.prompt, "output": o, "lang": ex.lang, "task": ex.task}
+                        [{"id": ex.id, "prompt": ex.prompt, "outputs": o, "lang": ex.lang, "task": ex.task}
                          for ex, o in zip(examples, baseline)])
+    sampler, params = self._sampler(policy_dir, b.temperature)
+    key = self._key(target)
     sources = list(rm_dirs)
     scorers = {s: self._scorer(rm_dirs[s]) for s in sources}
 
@@ -276,7 +296,7 @@ class Pipeline:
       raise RuntimeError(f"PPO {source}-{target} has no eval output for {len(missing)} prompts (e.g. {missing[0]}); "
                          f"check config.ppo.eval_prompts >= config.bon.eval_prompts")
     cell = self.judge_against(f"ppo/{source}-{target}", examples, [mine[ex.id] for ex in examples],
-                              [base[ex.id] for ex in examples])
+                              [[base[ex.id]] for ex in examples])
     # KL of one rollout batch is noisy (a k1 estimate over a few dozen sequences): report the mean of
     # the last _KL_WINDOW iterations.
     kls = [r["kl"] for r in read_metrics(self.path("ppo", f"{source}-{target}"), "train") if "kl" in r]
@@ -341,7 +361,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   acc = run_stage("rm_accuracy", lambda: rm_accuracy_matrix(
       rm, p.bundle, plan.languages, config.rm.rm.loss, config.rm.max_len, config.rm.eval_batch_size, p.mesh,
       config.rm.val_examples))
-  bon = {t: run_stage(f"bon/{t}", lambda t=t: p.best_of_n(t, sft[t], rm)) for t in plan.languages}
+  bon = {t: run_stage(f"bon/{t}", lambda t=t: p.best_of_n(t, sft[t], rm, sft[t])) for t in plan.languages}
   greedy = {t: run_stage(f"greedy/{t}", lambda t=t: p.greedy(t, sft[t])) for _, t in plan.ppo_pairs}
   ppo = {(s, t): run_stage(f"ppo/{s}-{t}", lambda s=s, t=t: p.ppo(s, t, sft[t], rm[s], greedy[t]))
          for s, t in plan.ppo_pairs}
@@ -354,13 +374,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.baselines.translate_train:
       def tt(t=t):
         rm_t = p.rm(t, sft[t], p.path("baselines", "translate_train", t), p._translated("rm", t))
-        return p.best_of_n(t, sft[t], {f"translate-train {src}->{t}": rm_t}, tag="@translate_train")
+        return p.best_of_n(t, sft[t], {f"translate-train {src}->{t}": rm_t}, sft[t], tag="@translate_train")
       cell = run_stage(f"baseline/translate_train/{t}", tt)
       baselines.setdefault(f"BoN, RM translate-train {src}->target", {})[t] = cell[f"translate-train {src}->{t}"]
     if config.baselines.no_target_sft:
       def nts(t=t):
         pol = p.sft(t, base, p.path("baselines", "no_target_sft", t), p._translated("sft", t))
-        return p.best_of_n(t, pol, {src: rm[src]}, tag="@no_target_sft")
+        return p.best_of_n(t, pol, {src: rm[src]}, sft[t], tag="@no_target_sft")  # vs the target's SFT
       cell = run_stage(f"baseline/no_target_sft/{t}", nts)
       baselines.setdefault(f"no target SFT data ({src} translated) + BoN({src} RM)", {})[t] = cell[src]
 
