@@ -83,16 +83,20 @@ def tokens(cfg: ModelConfig, batch: int, seq: int, seed: int = 0) -> np.ndarray:
 
 
 def build(preset: str = "bench32m", batch: int = 8, seq: int = 512, dtype: str = "float32",
-          devices: int = 1) -> SftStep:
-  """The jitted step on a data-parallel mesh of `devices` devices (1: the plain CPU)."""
+          devices: int = 1, host: dict | None = None, vocab_size: int | None = None) -> SftStep:
+  """The jitted step on a data-parallel mesh of `devices` devices (1: the plain CPU), on full rows of
+  random tokens or on the given `host` batch ([batch, seq] arrays from xlra.data.batching)."""
   cfg = model_config(preset, seq, dtype)
+  if vocab_size:
+    cfg = cfg.replace(vocab_size=vocab_size)
   mesh = mesh_lib.make_mesh({"data": devices}, devices=jax.devices()[:devices])
   tx, schedule = optim.make_optimizer(optim.default_optimizer_config(), total_steps=1000)
   build_model = lambda: Transformer(cfg, rngs=nnx.Rngs(0))
   graphdef, _ = state_lib.abstract_params(build_model)
   state = state_lib.make_state(state_lib.init_params(build_model, mesh), tx, mesh, seed=0)
-  toks = tokens(cfg, batch, seq)
-  host = {"tokens": toks, "mask": np.ones_like(toks, bool), "loss_mask": np.ones_like(toks, bool)}
+  if host is None:
+    toks = tokens(cfg, batch, seq)
+    host = {"tokens": toks, "mask": np.ones_like(toks, bool), "loss_mask": np.ones_like(toks, bool)}
   arrays = mesh_lib.shard_batch(host, mesh)
   step = update.jit_train_step(sft.make_sft_step(graphdef, tx, schedule, mesh=mesh),
                                state_lib.state_shardings(state, mesh), arrays, mesh)

@@ -21,6 +21,8 @@ def test_padding_and_masks_by_hand():
   np.testing.assert_array_equal(s["mask"], [[1, 1, 1, 1, 0], [1, 1, 1, 1, 0]])
   np.testing.assert_array_equal(s["loss_mask"], [[0, 0, 1, 1, 0], [0, 1, 1, 1, 0]])
   assert s["tokens"].dtype == np.int32 and s["mask"].dtype == bool and s["loss_mask"].dtype == bool
+  # Positions predicting a target (t with t + 1 in the loss), -1 padded to min(8, L - 1) columns.
+  np.testing.assert_array_equal(s["target_index"], [[1, 2, -1, -1], [0, 1, 2, -1]])
   p = B.pairwise_batch([[1, 5]], [[7, 2]], [[8, 9, 2]], PAD, 6)
   np.testing.assert_array_equal(p["chosen_tokens"], [[1, 5, 7, 2, 0, 0]])
   np.testing.assert_array_equal(p["rejected_tokens"], [[1, 5, 8, 9, 2, 0]])
@@ -45,6 +47,12 @@ def test_packing_by_hand():
   np.testing.assert_array_equal(b["positions"], [[0, 1, 2, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5, 0]])
   np.testing.assert_array_equal(b["loss_mask"], [[0, 1, 1, 0, 0, 0, 1], [0, 1, 1, 1, 1, 1, 0]])
   np.testing.assert_array_equal(b["mask"], b["segment_ids"] > 0)
+  # Row 0: position 2 (EOS of sequence 1) does not predict sequence 2's first token.
+  np.testing.assert_array_equal(b["target_index"], [[0, 1, 5, -1, -1, -1], [0, 1, 2, 3, 4, -1]])
+  wide = B.target_index(np.ones((2, 40), bool), np.ones((2, 40), bool))
+  assert wide.shape == (2, 39) and (wide[0] == np.arange(39)).all()  # capped at L - 1
+  assert B.target_index(np.eye(1, 40, 20, dtype=bool), np.ones((1, 40), bool)).shape == (1, 8)
+  assert B.target_index(np.arange(40)[None] >= 27, np.ones((1, 40), bool)).shape == (1, 16)  # 13 -> 16
 
 
 def _loader(n=10, gb=4, **kw):

@@ -5,6 +5,8 @@ Batch dicts (numpy; L is a fixed length so a jitted step compiles once):
   sft         tokens, mask, loss_mask [B, L] bool                right padded; loss_mask is True at the
                                                                  response tokens (EOS included): targets
   sft packed  + segment_ids [B, L] int32 (1, 2, ... per sequence, 0 at padding), positions [B, L] int32
+  sft (both)  + target_index [B, M] int32: the positions whose next token is a target, -1 padded, so the
+                loss computes logits there only (`target_index`)
   pairwise    chosen_tokens, chosen_mask, rejected_tokens, rejected_mask [B, L]   right padded
   pointwise   tokens, mask [B, L], label [B] int32 (1 good, 0 bad)                right padded
 Padding uses the tokenizer's pad id, which is never the EOS id: the reward model reads the last real
@@ -61,12 +63,33 @@ def generation_batch(prompts: Sequence[Ids], pad_id: int, length: int) -> dict:
   return {"tokens": tokens, "mask": mask}
 
 
+def target_index(loss_mask: np.ndarray, mask: np.ndarray, segment_ids: np.ndarray | None = None) -> np.ndarray:
+  """[B, M] int32: per row, the positions t whose next token t + 1 is a counted target (in the loss mask,
+  real, and in the same packed sequence as t), then -1 padding.
+
+  The output projection is most of an SFT step's cost at a large vocabulary and runs on every position
+  of the dense path, though only response positions carry a loss (a quarter of the testbed's tokens,
+  far less for long prompts); the loss gathers the hidden states here instead. M is the longest row's
+  count rounded up to a power of two (at least 8, at most L - 1), so batches share a few compiled shapes.
+  """
+  ok = loss_mask[:, 1:] & mask[:, 1:]
+  if segment_ids is not None:
+    ok &= segment_ids[:, 1:] == segment_ids[:, :-1]
+  longest = int(ok.sum(axis=1).max(initial=0))
+  width = min(max(8, 1 << max(0, longest - 1).bit_length()), ok.shape[1])
+  out = np.full((ok.shape[0], width), -1, np.int32)
+  for r, row in enumerate(ok):
+    at = np.flatnonzero(row)
+    out[r, :at.size] = at
+  return out
+
+
 def sft_batch(prompts: Sequence[Ids], responses: Sequence[Ids], pad_id: int, length: int) -> dict:
   tokens, mask = right_pad([p + r for p, r in zip(prompts, responses)], pad_id, length)
   loss_mask = np.zeros_like(mask)
   for i, (p, r) in enumerate(zip(prompts, responses)):
     loss_mask[i, len(p):len(p) + len(r)] = True
-  return {"tokens": tokens, "mask": mask, "loss_mask": loss_mask}
+  return {"tokens": tokens, "mask": mask, "loss_mask": loss_mask, "target_index": target_index(loss_mask, mask)}
 
 
 def pack_rows(prompts: Sequence[Ids], responses: Sequence[Ids], rows: int, length: int) -> list[list[int]]:
@@ -102,7 +125,8 @@ def packed_sft_batch(prompts: Sequence[Ids], responses: Sequence[Ids], assignmen
       segment_ids[r, at:at + n] = seg
       positions[r, at:at + n] = np.arange(n)
       at += n
-  return {"tokens": tokens, "mask": mask, "loss_mask": loss_mask, "segment_ids": segment_ids, "positions": positions}
+  return {"tokens": tokens, "mask": mask, "loss_mask": loss_mask, "segment_ids": segment_ids, "positions": positions,
+          "target_index": target_index(loss_mask, mask, segment_ids)}
 
 
 def pairwise_batch(prompts: Sequence[Ids], chosen: Sequence[Ids], rejected: Sequence[Ids], pad_id: int,
