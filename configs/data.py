@@ -38,9 +38,9 @@ def get_config(arg: str = "testbed") -> ml_collections.ConfigDict:
       # Language-specific tastes that the gold quality q does not reward; set to 0 to switch off.
       biases=ml_collections.ConfigDict({"de": {"length": 0.5}, "es": {"polite": 0.2}})))
   c.candidates = ml_collections.ConfigDict(dict(pairs_per_prompt=1, p_clean=0.25, max_corruptions=3))
-  # Base-LM corpus: shares of documents followed by their summary (summarize task) or by a translation
-  # into another testbed language (xlra/data/testbed/splits.py:base_corpus).
-  c.base_mix = ml_collections.ConfigDict(dict(summaries=0.0, parallel=0.0))
+  # Base-LM corpus: shares of documents followed by a restatement of their facts (a summary, a reply) or
+  # by a translation into another testbed language (xlra/data/testbed/splits.py:base_corpus).
+  c.base_mix = ml_collections.ConfigDict(dict(restatements=0.0, parallel=0.0))
   c.translation_error_rate = 0.1  # for translate-train / no-target-SFT baselines
 
   # Testbed: a byte-level BPE trained on the base corpus. Real runs: `path` names the checkpoint's own

@@ -60,14 +60,17 @@ def test_eval_prompts_do_not_occur_in_training_splits():
       assert not train & {e.prompt for e in tb.generate_split(lang, task, "eval", 100, 0)}
 
 
-def test_base_corpus_mix_appends_summaries_and_translations():
-  """Default: bare documents. summaries=1: every summarize document ends with its reference summary.
+def test_base_corpus_mix_appends_restatements_and_translations():
+  """Default: bare documents. restatements=1: every document ends with its reference (summary, reply).
   parallel=1: every document is followed by its translation, which keeps the names' spelling."""
   plain = tb.base_corpus("en", ("summarize",), 20, 0)
   exs = tb.generate_split("en", "summarize", "base", 20, 0)
   assert plain == [e.prompt.split("\n", 1)[1] for e in exs]
-  summed = tb.base_corpus("en", ("summarize",), 20, 0, summaries=1.0)
+  summed = tb.base_corpus("en", ("summarize",), 20, 0, restatements=1.0)
   assert summed == [p + "\n" + e.reference for p, e in zip(plain, exs)]
+  dialogs = tb.generate_split("en", "dialog", "base", 20, 0)
+  replied = tb.base_corpus("en", ("dialog",), 20, 0, restatements=1.0)
+  assert replied == [e.prompt.rsplit("\n", 1)[0] + "\n" + e.reference for e in dialogs]  # no request line
   both = tb.base_corpus("en", ("summarize", "dialog"), 20, 0, parallel=1.0, languages=("en", "ru"))
   assert len(both) == 40
   for doc, ex in zip(both, exs):

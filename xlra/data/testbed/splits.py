@@ -39,13 +39,14 @@ def _document(ex: Example) -> str:
   return ex.prompt.split("\n", 1)[1] if ex.task == "summarize" else ex.prompt.rsplit("\n", 1)[0]
 
 
-def base_corpus(lang: str, tasks_: tuple[str, ...], n: int, seed: int, summaries: float = 0.0,
+def base_corpus(lang: str, tasks_: tuple[str, ...], n: int, seed: int, restatements: float = 0.0,
                 parallel: float = 0.0, languages: tuple[str, ...] = ()) -> list[str]:
   """n documents per task: the article or dialog context, without the instruction or the request.
 
   Two kinds of text a multilingual pretraining corpus has, each in a seeded share of the documents:
-  `summaries`  an article followed by its summary (a lede restating the main facts), so the base LM
-               learns to copy facts from context, as pretrained LMs can;
+  `restatements`  a document followed by a text restating its main facts (an article's lede-style
+               summary, a dialog context's reply), so the base LM learns to copy names, places and dates
+               from context, as pretrained LMs can (without it the tiny testbed models invent them);
   `parallel`   a document followed by its translation into another of `languages` (names keep their
                spelling), the cross-lingual signal that lets a multilingual LM share what it learns.
   """
@@ -55,7 +56,7 @@ def base_corpus(lang: str, tasks_: tuple[str, ...], n: int, seed: int, summaries
   for task in tasks_:
     for ex in generate_split(lang, task, "base", n, seed):
       body = _document(ex)
-      if task == "summarize" and rng.random() < summaries:
+      if rng.random() < restatements:
         body += "\n" + ex.reference
       if others and rng.random() < parallel:
         body += "\n" + _document(translate(ex, rng.choice(others), 0.0, seed))
@@ -141,7 +142,7 @@ def build(config) -> Testbed:
   examples, pairs, points, base = {}, {}, {}, {}
   for lang in config.languages:
     mix = config.get("base_mix", {})
-    base[lang] = base_corpus(lang, tuple(config.tasks), config.sizes.base, config.seed, mix.get("summaries", 0.0),
+    base[lang] = base_corpus(lang, tuple(config.tasks), config.sizes.base, config.seed, mix.get("restatements", 0.0),
                              mix.get("parallel", 0.0), tuple(config.languages))
     for task in config.tasks:
       for split in SPLITS[1:]:
