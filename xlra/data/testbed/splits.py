@@ -45,8 +45,9 @@ def base_corpus(lang: str, tasks_: tuple[str, ...], n: int, seed: int, restateme
 
   Two kinds of text a multilingual pretraining corpus has, each in a seeded share of the documents:
   `restatements`  a document followed by a text restating its main facts (an article's lede-style
-               summary, a dialog context's reply), so the base LM learns to copy names, places and dates
-               from context, as pretrained LMs can (without it the tiny testbed models invent them);
+               summary, a dialog context's reply): names, places and dates copied from context, what
+               pretrained LMs learn to do (the tiny testbed models, which invent them, gain a little:
+               50% and 1500 base steps took a 250-step SFT model's greedy gold q from 0.007 to 0.066);
   `parallel`   a document followed by its translation into another of `languages` (names keep their
                spelling), the cross-lingual signal that lets a multilingual LM share what it learns.
   """
