@@ -147,6 +147,7 @@ class Pipeline:
     self.runner = StageRunner(self.workdir, self.plan.stages(config))
     self.mesh = mesh_lib.make_mesh(dict(config.mesh))
     self._judge = None
+    self._last_sampler: tuple | None = None  # ((policy_dir, temperature), (sampler, params))
     self.bundle: DataBundle | None = None
 
   def path(self, *parts: str) -> str:
@@ -172,6 +173,14 @@ class Pipeline:
   # -- generation and judging ---------------------------------------------------------------------
 
   def _sampler(self, policy_dir: str, temperature: float):
+    """(Sampler, params) of a policy; the last one is kept, so best-of-n's baseline and candidates,
+    both drawn from the target SFT model, load and compile it once."""
+    key = (policy_dir, temperature)
+    if self._last_sampler is None or self._last_sampler[0] != key:
+      self._last_sampler = (key, self._build_sampler(policy_dir, temperature))
+    return self._last_sampler[1]
+
+  def _build_sampler(self, policy_dir: str, temperature: float):
     b = self.config.bon
     tok = self.bundle.tokenizer
     policy = load_policy(policy_dir, self.mesh)
