@@ -1,6 +1,7 @@
 """Sampling throughput: our jitted KV-cache sampler vs transformers' PyTorch `generate`, same run.
 
-    python bench/sampler.py                    # n=16 samples of 8 prompts, 64 new tokens, tiny Llama
+    python bench/sampler.py                    # n=16 samples of 8 prompts, 64 new tokens, d=128 Llama
+    python bench/sampler.py --workload demo    # the demo's best-of-n call: its model, prompt and response sizes
     python bench/sampler.py --n 64 --max-new 128
 
 Both sides sample the same random LlamaForCausalLM (ours reads the saved checkpoint through load_hf) at
@@ -29,6 +30,11 @@ from xlra.parallel.mesh import make_mesh
 from xlra.sampling.sampler import Sampler, SamplingConfig
 
 
+# "demo": one best-of-n batch of the demo pipeline (configs/pipeline.py:demo, bon.rows_per_batch=64): the
+# tiny preset with its 2048-token BPE, prompts near 100 tokens, 16 samples of up to 48 tokens each.
+WORKLOADS = {"small": {}, "demo": dict(hidden=64, layers=2, vocab=2048, prompts=4, min_len=80, max_len=120, max_new=48)}
+
+
 def _best_times(fns, repeats: int) -> list[float]:
   """Best wall time of each function over `repeats` interleaved rounds, after one warm-up call each
   (compilation on our side): interleaving exposes both sides to the same load on a shared machine."""
@@ -54,7 +60,12 @@ def main() -> None:
   ap.add_argument("--hidden", type=int, default=128)
   ap.add_argument("--layers", type=int, default=4)
   ap.add_argument("--vocab", type=int, default=1024)
+  ap.add_argument("--workload", choices=sorted(WORKLOADS), default="small",
+                  help="named defaults; flags given explicitly override them")
   args = ap.parse_args()
+  for key, value in WORKLOADS[args.workload].items():
+    if ap.get_default(key) == getattr(args, key):
+      setattr(args, key, value)
 
   torch.manual_seed(0)
   hf_cfg = tf.LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=3 * args.hidden,
@@ -99,7 +110,7 @@ def main() -> None:
 
   tokens = len(prompts) * args.n * args.max_new
   t_ours, t_ref = _best_times([ours, reference], args.repeats)
-  print(f"config: llama d={args.hidden} layers={args.layers} vocab={args.vocab}; {len(prompts)} prompts of "
+  print(f"config ({args.workload}): llama d={args.hidden} layers={args.layers} vocab={args.vocab}; {len(prompts)} prompts of "
         f"{args.min_len}-{args.max_len} tokens, n={args.n}, {args.max_new} new tokens; jax {jax.__version__} on "
         f"{jax.devices()[0].platform} x{jax.device_count()}, torch {torch.__version__} threads={torch.get_num_threads()}, "
         f"cpus={os.cpu_count()}")

@@ -12,7 +12,8 @@ from flax import nnx
 from models.hf_testing import CASES, VOCAB
 
 from xlra.parallel.mesh import make_mesh
-from xlra.sampling.sampler import Sampler, SamplingConfig, choose, decode_logits, filter_logits, left_pad, prefill
+from xlra.sampling.sampler import (Sampler, SamplingConfig, choose, decode_logits, filter_logits, inverse_cdf, left_pad,
+                                   prefill)
 
 
 def test_left_pad_puts_prompts_flush_right():
@@ -32,21 +33,50 @@ def _jitted(model):
 
 @pytest.mark.parametrize("family", list(CASES))
 def test_cached_decode_logits_equal_full_forward(models, family, prompts):
-  """Prefill a left-padded batch, then decode token by token; every step's logits must equal the
-  uncached forward pass over the whole left-padded sequence (positions from the mask) at that slot."""
+  """The sampler's path: prefill a left-padded batch once into a shared prompt cache, then decode
+  n = 2 different continuations per prompt, each row over the shared prompt keys plus its own
+  cache. Every step's logits must equal the uncached forward pass over that row's whole
+  left-padded sequence (positions from the mask) at that slot."""
   state, full_fn, prefill_fn, step_fn = _jitted(models[family][1])
-  steps, width = 6, 12  # sliding windows are 4: the decode runs past them
-  cont = np.random.default_rng(1).integers(1, VOCAB, (len(prompts), steps)).astype(np.int32)
+  model = models[family][1]
+  steps, width, n = 6, 12, 2  # sliding windows are 4: the decode runs past them
+  rows = len(prompts) * n
+  cont = np.random.default_rng(1).integers(1, VOCAB, (rows, steps)).astype(np.int32)
   tokens, mask = left_pad(prompts, width, 0)
-  logits, cache = prefill_fn(state, tokens, mask, width + steps)
-  full_tokens = np.concatenate([tokens, cont], axis=1)
-  full_mask = np.concatenate([mask, np.ones_like(cont, bool)], axis=1)
+  logits, shared = prefill_fn(state, tokens, mask, width)
+  cache = model.init_cache(rows, steps, prefix=shared)
+  full_tokens = np.concatenate([np.repeat(tokens, n, axis=0), cont], axis=1)
+  full_mask = np.concatenate([np.repeat(mask, n, axis=0), np.ones_like(cont, bool)], axis=1)
   full = np.asarray(full_fn(state, full_tokens, full_mask))
-  np.testing.assert_allclose(np.asarray(logits), full[:, width - 1], atol=1e-5, rtol=0)
-  pos = mask.sum(1)
+  np.testing.assert_allclose(np.asarray(logits), full[::n, width - 1], atol=1e-5, rtol=0)
+  pos = np.repeat(mask.sum(1), n)
   for t in range(steps):
-    logits, cache = step_fn(state, cache, cont[:, t], pos + t, np.ones(len(prompts), bool))
+    logits, cache = step_fn(state, cache, cont[:, t], pos + t, np.ones(rows, bool))
     np.testing.assert_allclose(np.asarray(logits), full[:, width + t], atol=1e-5, rtol=0, err_msg=f"step {t}")
+
+
+def test_inverse_cdf_matches_a_float64_search():
+  """inverse_cdf against numpy's float64 searchsorted on rows with zero-mass tokens (filtered ones,
+  and a vocabulary that is not a multiple of the block size): the same token wherever u * total is not
+  within rounding of a CDF step, and never a zero-mass token, even at the ends: u = 0 after leading
+  zero-mass tokens, and u = 1 (the overshoot that rounding can cause) past trailing ones."""
+  rng = np.random.default_rng(0)
+  for v in (6, 97, 1000):
+    probs = rng.exponential(size=(400, v)) * (rng.random((400, v)) < 0.6)
+    probs[:, rng.integers(v)] += 1.0  # every row has mass
+    probs[:8, v // 2:], probs[:8, 0] = 0.0, 1.0  # whole blocks of zero mass at the end ...
+    probs[8:16, :v // 2], probs[8:16, -1] = 0.0, 1.0  # ... and at the start
+    u = rng.random(400)
+    u[:8], u[8:16] = 1.0, 0.0  # the last token with mass; the first one
+    got = np.asarray(inverse_cdf(jnp.asarray(probs, jnp.float32), jnp.asarray(u, jnp.float32)))
+    cdf = np.cumsum(probs, axis=1)
+    target = u.astype(np.float32).astype(np.float64) * cdf[:, -1]
+    want = np.array([np.searchsorted(c, t, side="right") for c, t in zip(cdf, target)])
+    near = np.min(np.abs(cdf - target[:, None]), axis=1) <= 1e-5 * cdf[:, -1]
+    assert (probs[np.arange(400), got] > 0).all(), f"v={v}: a zero-mass token was drawn"
+    np.testing.assert_array_equal(got[~near], want[~near], err_msg=f"v={v}")
+    assert (~near).sum() > 350
+    np.testing.assert_array_equal(got[:16], [np.flatnonzero(p)[-1 if i < 8 else 0] for i, p in enumerate(probs[:16])])
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2", "gemma3"])

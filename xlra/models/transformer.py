@@ -111,13 +111,22 @@ def dense(x: jax.Array, w: jax.Array, out_dtype=None) -> jax.Array:
 
 
 class KVCache(NamedTuple):
-  """Fixed-size decode cache. Slots [0, index) are written; `pos` and `valid` describe each slot."""
+  """Fixed-size decode cache. Slots [0, index) are written; `pos` and `valid` describe each slot.
 
-  k: tuple[jax.Array, ...]  # per layer [B, K, S, H] (kv heads before slots: decode reads it as stored)
-  v: tuple[jax.Array, ...]
+  Keys are stored transposed, so a step's scores q @ k are a plain [G L, H] @ [H, S] matmul per
+  (row, kv head); contracting H against [S, H] keys ran 2-3x slower on CPU.
+
+  `prefix`: an optional shared cache of B // n rows (a prefilled prompt batch) that row r continues
+  from row r // n, so best-of-n keeps one copy of each prompt's keys instead of n: the n samples'
+  queries meet those keys as one [n G L, H] matmul, and their own slots hold only generated tokens.
+  """
+
+  k: tuple[jax.Array, ...]  # per layer [B, K, H, S]
+  v: tuple[jax.Array, ...]  # per layer [B, K, S, H]
   pos: jax.Array  # [B, S] int32 position of the token in each slot
   valid: jax.Array  # [B, S] bool: slot holds a real (non-padding) token
   index: jax.Array  # [] int32 next slot to write
+  prefix: "KVCache | None" = None
 
 
 class RMSNorm(nnx.Module):
@@ -196,25 +205,35 @@ class Attention(nnx.Module):
     inv = rope_frequencies(cfg, self.layer_type)
     q, k = apply_rope(q, positions, inv), apply_rope(k, positions, inv)
 
-    k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, K, L, H], the cache's layout
+    kt, v = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)  # [B, K, H, L] and [B, K, L, H]
+    prefix = None
     if cache_kv is not None:  # write this chunk at the cache index, then attend over every slot
-      ck, cv, index = cache_kv
-      k = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype), index, axis=2)
+      ck, cv, index, prefix = cache_kv
+      kt = jax.lax.dynamic_update_slice_in_dim(ck, kt.astype(ck.dtype), index, axis=3)
       v = jax.lax.dynamic_update_slice_in_dim(cv, v.astype(cv.dtype), index, axis=2)
-      new_kv = (k, v)
+      new_kv = (kt, v)
     else:
       new_kv = None
 
     b, l, n, h = q.shape
-    kh, g, s = cfg.n_kv_heads, n // cfg.n_kv_heads, k.shape[2]
+    kh, g = cfg.n_kv_heads, n // cfg.n_kv_heads
     scale = (cfg.query_pre_attn_scalar or cfg.head_dim) ** -0.5
     # Batched matmuls over (batch, kv head); the G query heads of a group share its keys and
     # values, so the queries of a group are one [G * L, H] matrix (grouped-query attention).
     q = (q * scale).reshape(b, l, kh, g, h).transpose(0, 2, 3, 1, 4).reshape(b, kh, g * l, h)
-    if cache_kv is None:  # training: canonical [G L, H] @ [H, S] for matmul's CPU backward
-      logits = matmul(q, k.astype(dt).transpose(0, 1, 3, 2), jnp.float32)
-    else:  # decoding (no gradient): contract H against the cache as stored, no per-step transpose
-      logits = jnp.einsum("bkqh,bksh->bkqs", q, k.astype(dt), preferred_element_type=jnp.float32)
+    logits = matmul(q, kt.astype(dt), jnp.float32)  # [B, K, G L, S]
+    if prefix is not None:  # shared prompt keys first: the n rows of a prompt as one matmul
+      pk, pv, p_pos, p_valid = prefix
+      bp, sp = pk.shape[0], pk.shape[3]
+      rows = lambda x: x.reshape(bp, b // bp, kh, g * l, -1).transpose(0, 2, 1, 3, 4).reshape(bp, kh, -1, x.shape[-1])
+      unrows = lambda x: x.reshape(bp, kh, b // bp, g * l, -1).transpose(0, 2, 1, 3, 4).reshape(b, kh, g * l, -1)
+      p_logits = unrows(matmul(rows(q), pk.astype(dt), jnp.float32))
+      logits = jnp.concatenate([p_logits, logits], axis=-1)
+      expand = lambda x: jnp.repeat(x, b // bp, axis=0)
+      k_pos = jnp.concatenate([expand(p_pos), k_pos], axis=1)
+      k_valid = jnp.concatenate([expand(p_valid), k_valid], axis=1)
+      k_seg = jnp.concatenate([jnp.zeros_like(expand(p_pos)), k_seg], axis=1)
+    s = logits.shape[-1]
     logits = logits.reshape(b, kh, g, l, s)
     if cfg.attn_softcap:
       logits = jnp.tanh(logits / cfg.attn_softcap) * cfg.attn_softcap
@@ -225,7 +244,10 @@ class Attention(nnx.Module):
       allowed &= (qp - kp) < cfg.sliding_window
     logits = jnp.where(allowed[:, None, None], logits, _MASKED)
     probs = jax.nn.softmax(logits, axis=-1).astype(dt).reshape(b, kh, g * l, s)
-    out = matmul(probs, v.astype(dt))  # [B, K, G * L, H]
+    if prefix is None:
+      out = matmul(probs, v.astype(dt))  # [B, K, G * L, H]
+    else:
+      out = unrows(matmul(rows(probs[..., :sp]), pv.astype(dt))) + matmul(probs[..., sp:], v.astype(dt))
     out = out.reshape(b, kh, g, l, h).transpose(0, 3, 1, 2, 4).reshape(b, l, n * h)
     return dense(out, self.wo[...].astype(dt).reshape(n * h, -1)), new_kv
 
@@ -293,7 +315,12 @@ class Transformer(nnx.Module):
     if positions is None:
       positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
       if cache is not None:  # continue from the last written position
-        positions = positions + jnp.max(jnp.where(cache.valid, cache.pos + 1, 0), axis=1, keepdims=True)
+        last = jnp.max(jnp.where(cache.valid, cache.pos + 1, 0), axis=1, keepdims=True)
+        if cache.prefix is not None:
+          p = cache.prefix
+          p_last = jnp.max(jnp.where(p.valid, p.pos + 1, 0), axis=1, keepdims=True)
+          last = jnp.maximum(last, jnp.repeat(p_last, b // p.pos.shape[0], axis=0))
+        positions = positions + last
     positions = positions.astype(jnp.int32)
     if segment_ids is None:
       segment_ids = jnp.zeros((b, l), jnp.int32)
@@ -309,7 +336,9 @@ class Transformer(nnx.Module):
       k_seg = jnp.zeros_like(k_pos)
     new_k, new_v = [], []
     for i, block in enumerate(self.blocks):
-      kv = None if cache is None else (cache.k[i], cache.v[i], cache.index)
+      p = None if cache is None else cache.prefix
+      kv = None if cache is None else (cache.k[i], cache.v[i], cache.index,
+                                       None if p is None else (p.k[i], p.v[i], p.pos, p.valid))
       x, written = block(x, positions, segment_ids, k_pos, k_valid, k_seg, kv)
       if written is not None:
         new_k.append(written[0])
@@ -317,7 +346,7 @@ class Transformer(nnx.Module):
     x = self.final_norm(x)
     if cache is None:
       return x, None
-    return x, KVCache(tuple(new_k), tuple(new_v), k_pos, k_valid, cache.index + l)
+    return x, KVCache(tuple(new_k), tuple(new_v), k_pos, k_valid, cache.index + l, cache.prefix)
 
   def logits(self, hidden: jax.Array) -> jax.Array:
     dt = jnp.dtype(self.cfg.dtype)
@@ -327,10 +356,15 @@ class Transformer(nnx.Module):
       out = jnp.tanh(out / self.cfg.final_softcap) * self.cfg.final_softcap
     return out
 
-  def init_cache(self, batch: int, length: int, dtype=None) -> KVCache:
+  def init_cache(self, batch: int, length: int, dtype=None, prefix: KVCache | None = None) -> KVCache:
+    """An empty cache of `length` slots; with `prefix`, its rows continue the prefix's rows in
+    groups of batch // prefix rows (KVCache.prefix)."""
     cfg = self.cfg
     dtype = jnp.dtype(dtype or cfg.dtype)
-    shape = (batch, cfg.n_kv_heads, length, cfg.head_dim)
-    zeros = tuple(jnp.zeros(shape, dtype) for _ in range(cfg.n_layers))
-    return KVCache(zeros, zeros, jnp.zeros((batch, length), jnp.int32),
-                   jnp.zeros((batch, length), bool), jnp.zeros((), jnp.int32))
+    if prefix is not None and (prefix.prefix is not None or batch % prefix.pos.shape[0]):
+      raise ValueError(f"init_cache: batch {batch} must be a multiple of the prefix's {prefix.pos.shape[0]} rows, "
+                       "and the prefix must not have a prefix itself")
+    k = tuple(jnp.zeros((batch, cfg.n_kv_heads, cfg.head_dim, length), dtype) for _ in range(cfg.n_layers))
+    v = tuple(jnp.zeros((batch, cfg.n_kv_heads, length, cfg.head_dim), dtype) for _ in range(cfg.n_layers))
+    return KVCache(k, v, jnp.zeros((batch, length), jnp.int32), jnp.zeros((batch, length), bool),
+                   jnp.zeros((), jnp.int32), prefix)

@@ -1,7 +1,7 @@
 """Best-of-n: draw n responses per prompt from the policy, score them with a reward model, keep the best.
 
-Each prompt is prefilled once and its KV cache repeated n times along the batch (`Sampler(...,
-num_samples=n)`), so the prompt costs one forward pass rather than n. Sample j of prompt i draws its
+Each prompt is prefilled once and its KV cache shared by its n samples (`Sampler(..., num_samples=n)`,
+KVCache.prefix), so the prompt costs one forward pass and one cache rather than n. Sample j of prompt i draws its
 randomness from (rng, i, j) alone (xlra.sampling.sampler), so the candidates do not depend on how
 prompts and samples are split into generation batches, and equal n independent samples.
 

@@ -6,10 +6,11 @@ static. Prompts are left-padded to a bucketed length and the batch is padded to 
 so new prompt lengths and batch sizes reuse a handful of compiled programs (`Sampler.trace_count`).
 
 Rows and randomness. `Sampler.__call__(params, prompts, rng, num_samples=n)` prefills each prompt
-once and repeats its cache n times along the batch (shared-prefix best-of-n). Row `i * n + j` is
-sample `first_sample + j` of prompt `prompt_ids[i]`, and draws its token at step t with
-`fold_in(fold_in(fold_in(rng, prompt_id), sample_id), t)`: a sample does not depend on how rows
-are batched, chunked or shared, only on (rng, prompt id, sample id).
+once into a shared prompt cache that all n samples attend to (KVCache.prefix: one copy of each
+prompt's keys, met by its n samples' queries as one matmul; each row's own cache holds only the
+tokens it generates). Row `i * n + j` is sample `first_sample + j` of prompt `prompt_ids[i]`,
+and draws its token at step t with `fold_in(fold_in(fold_in(rng, prompt_id), sample_id), t)`: a
+sample does not depend on how rows are batched, chunked or shared, only on (rng, prompt id, sample id).
 
 Log-probs. `SampleOutput.logprobs[r, t]` is `log_softmax(logits / T)[token]` of the *unfiltered*
 distribution at the sampling temperature T (T = 1 for greedy). That is what a PPO learner
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Mapping, Sequence
 
 import flax.struct
@@ -169,17 +171,38 @@ def filter_logits(scaled: jax.Array, top_k: int, top_p: float) -> jax.Array:
   return scaled
 
 
+def inverse_cdf(probs: jax.Array, u: jax.Array) -> jax.Array:
+  """Per row of unnormalised probs [B, V] (>= 0, some > 0) and u [B] in [0, 1]: the first index whose
+  running sum exceeds u * total, i.e. a draw from probs / total (u = 1: the last token with mass).
+  Zero-mass tokens are never chosen.
+
+  Two levels of sqrt(V)-sized blocks instead of a running sum over V: pick the block where the
+  running sum of block masses passes u * total, then the token inside it. The running sums are
+  matmuls with a triangular 0/1 matrix, so a [B, V] row costs one reduction plus two small matmuls;
+  jnp.cumsum over V (an associative scan on CPU) was the sampling loop's largest cost after the model.
+  Block and inner sums round differently, so a draw that lands past the block's last token (a
+  rounding sliver) takes its last token with mass.
+  """
+  b, v = probs.shape
+  blk = max(1, math.isqrt(v - 1) + 1)  # ceil(sqrt(v)): blocks of blk tokens, at most blk blocks
+  p = jnp.pad(probs, ((0, 0), (0, -v % blk))).reshape(b, -1, blk)
+  below = lambda x: x @ jnp.triu(jnp.ones((x.shape[-1],) * 2, x.dtype))  # inclusive running sums
+  last_with_mass = lambda x: jnp.max(jnp.where(x > 0, jnp.arange(x.shape[-1]), 0), axis=-1)
+  mass = jnp.sum(p, axis=-1)  # [B, blocks]
+  through = below(mass)
+  target = u * through[:, -1]
+  blocks = jnp.minimum(jnp.sum(through <= target[:, None], axis=-1), last_with_mass(mass))
+  inner = jnp.take_along_axis(p, blocks[:, None, None], axis=1)[:, 0]  # [B, blk]
+  before = jnp.take_along_axis(through - mass, blocks[:, None], axis=1)  # mass of the earlier blocks
+  within = jnp.sum(before + below(inner) <= target[:, None], axis=-1)
+  return blocks * blk + jnp.minimum(within, last_with_mass(inner))
+
+
 def draw(logits: jax.Array, keys: jax.Array, step: jax.Array) -> jax.Array:
   """One token per row of logits [B, V] (-inf: never drawn) by inverting the CDF at a uniform drawn
-  from fold_in(key, step): one random number per row instead of V Gumbel draws (the sampling loop's
-  largest cost on CPU after the model). The CDF is a float32 running sum: its rounding error moves a
-  small share of the mass (growing with V) between neighbouring tokens; tests/sampling checks the
-  frequencies."""
+  from fold_in(key, step): one random number per row instead of V Gumbel draws."""
   u = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, step), ()))(keys)
-  probs = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
-  cdf = jnp.cumsum(probs, axis=-1)
-  token = jnp.sum(cdf <= u[:, None] * cdf[:, -1:], axis=-1)  # the first index whose CDF passes u
-  return jnp.minimum(token, logits.shape[-1] - 1)
+  return inverse_cdf(jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True)), u)
 
 
 def choose(logits: jax.Array, keys: jax.Array, step: jax.Array, cfg: SamplingConfig):
@@ -224,8 +247,9 @@ class Sampler:
     self.mesh = mesh if mesh is not None else make_mesh({"data": -1})
     self.rules = rules
     self.trace_count = 0  # incremented when the jitted body is traced, i.e. on every compilation
-    # cache k/v [B, K, S, H]: rows over (data, fsdp), kv heads as the parameters' rules place them
-    self._kv = NamedSharding(self.mesh, P(BATCH_AXES, *logical_spec(("kv_heads", None, "head_dim"), rules)))
+    # cache k [B, K, H, S] and v [B, K, S, H]: rows over (data, fsdp), kv heads as the parameters' rules place them
+    self._k = NamedSharding(self.mesh, P(BATCH_AXES, *logical_spec(("kv_heads", "head_dim", None), rules)))
+    self._v = NamedSharding(self.mesh, P(BATCH_AXES, *logical_spec(("kv_heads", None, "head_dim"), rules)))
     self._rows = NamedSharding(self.mesh, P(BATCH_AXES, None))
     self._param_shardings = None  # from the first params seen (their logical axes)
     self._jitted: dict[int, Any] = {}
@@ -284,10 +308,9 @@ class Sampler:
     return self._jitted[n]
 
   # -- device side -------------------------------------------------------------------------------
-  def _cache_shardings(self, depth: int) -> KVCache:
-    kv = (self._kv,) * depth
-    row = NamedSharding(self.mesh, P())
-    return KVCache(kv, kv, self._rows, self._rows, row)
+  def _cache_shardings(self, depth: int, prefix: KVCache | None = None) -> KVCache:
+    k, v = (self._k,) * depth, (self._v,) * depth
+    return KVCache(k, v, self._rows, self._rows, NamedSharding(self.mesh, P()), prefix)
 
   def _generate(self, params, tokens, mask, prompt_ids, first_sample, rng, *, n: int):
     self.trace_count += 1
@@ -295,15 +318,15 @@ class Sampler:
     model = nnx.merge(self.graphdef, params)
     b, plen = tokens.shape
     steps = cfg.max_new_tokens
-    shard_c = self._cache_shardings(len(model.blocks))
-    logits, cache = prefill(model, tokens, mask, plen + steps, shard_c)
+    depth = len(model.blocks)
+    # Shared prefix: the prompts' cache is prefilled once and kept once; the b * n rows (sample j of
+    # prompt i at row i * n + j) attend to it and to their own cache of generated tokens.
+    logits, prompts = prefill(model, tokens, mask, plen, self._cache_shardings(depth))
+    cache = model.init_cache(b * n, steps, prefix=prompts)
+    cache = jax.lax.with_sharding_constraint(cache, self._cache_shardings(depth, self._cache_shardings(depth)))
     prompt_len = jnp.sum(mask, axis=1, dtype=jnp.int32)
-    if n > 1:  # shared prefix: every sample of a prompt starts from the same prefilled cache
-      rep = lambda x: jnp.repeat(x, n, axis=0)
-      cache = cache._replace(k=tuple(map(rep, cache.k)), v=tuple(map(rep, cache.v)),
-                             pos=rep(cache.pos), valid=rep(cache.valid))
-      cache = jax.lax.with_sharding_constraint(cache, shard_c)
-      logits, prompt_len, prompt_ids = rep(logits), rep(prompt_len), rep(prompt_ids)
+    rep = lambda x: jnp.repeat(x, n, axis=0)
+    logits, prompt_len, prompt_ids = rep(logits), rep(prompt_len), rep(prompt_ids)
     r = b * n
     sample_ids = first_sample + jnp.tile(jnp.arange(n, dtype=jnp.uint32), b)
     keys = jax.vmap(lambda p, s: jax.random.fold_in(jax.random.fold_in(rng, p), s))(prompt_ids, sample_ids)
