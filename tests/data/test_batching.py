@@ -34,6 +34,15 @@ def test_padding_and_masks_by_hand():
     B.sft_batch([[1, 2, 3]], [[4, 5]], PAD, 4)
 
 
+def test_length_bucket_by_hand():
+  """32 x {1, 1.5, 2, 3, 4, 6, 8}: the smallest that holds n, capped."""
+  got = {n: B.length_bucket(n, 304) for n in (0, 1, 32, 33, 48, 49, 64, 65, 96, 97, 150, 193, 256, 257, 300, 304)}
+  assert got == {0: 32, 1: 32, 32: 32, 33: 48, 48: 48, 49: 64, 64: 64, 65: 96, 96: 96, 97: 128, 150: 192,
+                 193: 256, 256: 256, 257: 304, 300: 304, 304: 304}
+  assert B.length_bucket(20, 24) == 24 and B.length_bucket(5, 1000, minimum=8) == 8
+  assert B.length_bucket(13, 1000, minimum=8) == 16
+
+
 def test_packing_by_hand():
   prompts, responses = [[1, 5], [1], [1, 6, 6], [1]], [[7, 2], [8, 2], [2], [9, 9, 9, 9, 2]]
   assignment = B.pack_rows(prompts, responses, rows=2, length=6)

@@ -34,7 +34,8 @@ def setup(models, one_device):
   cfg = SamplingConfig(max_new_tokens=8, eos_id=11, pad_id=0, temperature=1.5)
   sampler = Sampler(graphdef, cfg, one_device)
   tokenizer = types.SimpleNamespace(pad_token_id=0)  # the scorer only needs the pad id for token-id rows
-  scorer = RewardScorer(rm_def, rm_params, one_device, tokenizer, batch_size=8, length=32)
+  # length 64: the rows (at most 11 + 8 tokens) are scored at a bucketed width of 32, shortest first
+  scorer = RewardScorer(rm_def, rm_params, one_device, tokenizer, batch_size=8, length=64)
   return sampler, params, scorer.score_ids, rm
 
 
@@ -77,6 +78,12 @@ def test_scores_best_and_missing_eos_penalty(setup, prompts):
     assert res.best_index[i] == int(np.argmax(res.scores[i]))
     assert res.best[i] == res.candidates[i][res.best_index[i]]
   np.testing.assert_array_equal(res.best_score, res.scores.max(axis=1))
+
+
+def test_scorer_rejects_a_sequence_longer_than_its_length(setup):
+  *_, score, _ = setup
+  with pytest.raises(ValueError, match="scored sequence 1 has 65 tokens, more than the scorer length 64"):
+    score([[1] * 5, [1] * 65])
 
 
 def test_kl_bound():

@@ -58,6 +58,16 @@ def left_pad(seqs: Sequence[Ids], pad_id: int, length: int) -> tuple[np.ndarray,
   return tokens, mask
 
 
+def length_bucket(n: int, cap: int, minimum: int = 32) -> int:
+  """The padded length for rows of up to n tokens: the smallest of minimum x {1, 1.5, 2, 3, 4, 6, 8, ...}
+  that holds n, capped at `cap`. A row wastes at most a third of its length on padding, and lengths up
+  to cap take about 2 log2(cap / minimum) distinct values (one compilation each)."""
+  b, pow2 = minimum, True
+  while b < n and b < cap:
+    b, pow2 = (b * 3 // 2, False) if pow2 else (b * 4 // 3, True)
+  return min(b, cap)
+
+
 def generation_batch(prompts: Sequence[Ids], pad_id: int, length: int) -> dict:
   tokens, mask = left_pad(prompts, pad_id, length)
   return {"tokens": tokens, "mask": mask}
