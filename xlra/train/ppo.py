@@ -25,6 +25,7 @@ from jax.sharding import Mesh
 
 from xlra.parallel import mesh as mesh_lib
 from xlra.train.state import TrainState, state_shardings
+from xlra.train.update import split_microbatches
 
 
 def masked_mean(x: jax.Array, mask: jax.Array, axis=None) -> jax.Array:
@@ -233,12 +234,13 @@ def _update(ts: TrainState, grads, tx: optax.GradientTransformation) -> TrainSta
 
 def make_learn_step(policy_def: nnx.GraphDef, critic_def: nnx.GraphDef | None,
                     policy_tx: optax.GradientTransformation, critic_tx: optax.GradientTransformation | None,
-                    hp: LearnConfig, *, train_policy: bool = True) -> Callable:
+                    hp: LearnConfig, *, train_policy: bool = True, mesh: Mesh | None = None) -> Callable:
   """The pure `learn(state, batch, rng) -> (state, metrics)`: hp.epochs passes over hp.minibatches
   shuffled minibatches of one rollout batch, one optimizer update of each trained model per
   minibatch. `train_policy=False` is the value-only warm-up (the policy and its optimizer pass
   through untouched). Jit it with `xlra.train.update.jit_train_step(learn, ppo_state_shardings(...),
-  batch, mesh)`: pinned shardings, donated state, like every other step.
+  batch, mesh)`: pinned shardings, donated state, like every other step; pass the same `mesh` here
+  so each minibatch stays split over the batch axes.
 
   batch: tokens [B, L] int32, mask [B, L] bool, response_mask [B, R] bool, old_logp [B, R],
   advantages [B, R], and with a critic old_values [B, R] and returns [B, R].
@@ -290,8 +292,10 @@ def make_learn_step(policy_def: nnx.GraphDef, critic_def: nnx.GraphDef | None,
       raise ValueError(f"rollout batch {b} is not divisible by minibatches={m}")
 
     def epoch(state, key):
+      # Minibatches keep the batch's sharding over the mesh (`mesh`): a gather by a random
+      # permutation loses it, and XLA then ran every minibatch whole on every device.
       perm = jax.random.permutation(key, b)
-      shuffled = jax.tree.map(lambda x: x[perm].reshape(m, b // m, *x.shape[1:]), batch)
+      shuffled = split_microbatches(jax.tree.map(lambda x: x[perm], batch), m, mesh)
       return jax.lax.scan(minibatch_step, state, shuffled)
 
     state, stats = jax.lax.scan(epoch, state, jax.random.split(rng, hp.epochs))

@@ -226,7 +226,8 @@ class PPOTrainer:
 
   def _learn_fn(self, train_policy: bool, batch):
     if train_policy not in self._learn:
-      learn = ppo.make_learn_step(self._policy_def, self._critic_def, *self._txs, self.hp, train_policy=train_policy)
+      learn = ppo.make_learn_step(self._policy_def, self._critic_def, *self._txs, self.hp, train_policy=train_policy,
+                                  mesh=self.mesh)
       self._learn[train_policy] = jit_train_step(
           learn, ppo.ppo_state_shardings(self.state, self.mesh, self.rules), batch, self.mesh)
     return self._learn[train_policy]
