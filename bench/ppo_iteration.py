@@ -32,6 +32,7 @@ import timing
 from xlra.models.heads import ScalarModel
 from xlra.models.presets import get_preset
 from xlra.models.transformer import Transformer
+from xlra.parallel import distributed
 from xlra.parallel.mesh import make_mesh
 from xlra.train import ppo_loop
 from xlra.train.metrics import flops_per_token, measure_peak_flops
@@ -50,6 +51,7 @@ def ppo_config(args):
 
 
 def main() -> None:
+  distributed.split_host_cpu()  # as the xlra CLI runs: one XLA device per core (before any device use)
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--preset", default="bench32m")
   ap.add_argument("--prompts", type=int, default=8)
@@ -65,7 +67,7 @@ def main() -> None:
   cfg = get_preset(args.preset)
   cfg = cfg.replace(max_seq_len=max(cfg.max_seq_len, args.prompt_len + args.max_new))
   config = ppo_config(args)
-  mesh = make_mesh({"data": 1}, jax.devices()[:1])
+  mesh = make_mesh({"data": -1})
   policy_def, policy = split_params(Transformer(cfg, rngs=nnx.Rngs(0)))
   rm_def, rm = split_params(ScalarModel(cfg, rngs=nnx.Rngs(1)))
   eos = cfg.vocab_size - 1

@@ -26,6 +26,7 @@ import transformers as tf
 from flax import nnx
 
 from xlra.models.hf import load_hf
+from xlra.parallel import distributed
 from xlra.parallel.mesh import make_mesh
 from xlra.sampling.sampler import Sampler, SamplingConfig
 
@@ -50,6 +51,7 @@ def _best_times(fns, repeats: int) -> list[float]:
 
 
 def main() -> None:
+  distributed.split_host_cpu()  # as the xlra CLI runs: one XLA device per core (before any device use)
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--n", type=int, default=16, help="samples per prompt")
   ap.add_argument("--prompts", type=int, default=8)

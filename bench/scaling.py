@@ -17,6 +17,7 @@ import jax
 
 import sft_setup
 import timing
+from xlra.parallel import distributed
 from xlra.train.metrics import measure_peak_flops
 
 
@@ -25,6 +26,7 @@ def ints(text: str) -> list[int]:
 
 
 def main() -> None:
+  distributed.split_host_cpu()  # as the xlra CLI runs: one XLA device per core (before any device use)
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--preset", default="bench32m")
   ap.add_argument("--batches", type=ints, default=[2, 8])

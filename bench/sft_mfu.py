@@ -20,10 +20,12 @@ import jax
 
 import sft_setup
 import timing
+from xlra.parallel import distributed
 from xlra.train.metrics import measure_peak_flops
 
 
 def main() -> None:
+  distributed.split_host_cpu()  # as the xlra CLI runs: one XLA device per core (before any device use)
   ap = sft_setup.argument_parser(__doc__)
   ap.add_argument("--steps", type=int, default=1, help="timed steps per round")
   ap.add_argument("--peak-s", type=float, default=1.0, help="seconds of each peak measurement")

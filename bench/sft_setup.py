@@ -83,12 +83,14 @@ def tokens(cfg: ModelConfig, batch: int, seq: int, seed: int = 0) -> np.ndarray:
 
 
 def build(preset: str = "bench32m", batch: int = 8, seq: int = 512, dtype: str = "float32",
-          devices: int = 1, host: dict | None = None, vocab_size: int | None = None) -> SftStep:
-  """The jitted step on a data-parallel mesh of `devices` devices (1: the plain CPU), on full rows of
+          devices: int | None = None, host: dict | None = None, vocab_size: int | None = None) -> SftStep:
+  """The jitted step on a data-parallel mesh of `devices` devices (default all: on CPU one per core, as
+  `distributed.split_host_cpu` sets up), on full rows of
   random tokens or on the given `host` batch ([batch, seq] arrays from xlra.data.batching)."""
   cfg = model_config(preset, seq, dtype)
   if vocab_size:
     cfg = cfg.replace(vocab_size=vocab_size)
+  devices = devices or jax.device_count()
   mesh = mesh_lib.make_mesh({"data": devices}, devices=jax.devices()[:devices])
   tx, schedule = optim.make_optimizer(optim.default_optimizer_config(), total_steps=1000)
   build_model = lambda: Transformer(cfg, rngs=nnx.Rngs(0))

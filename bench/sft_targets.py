@@ -21,6 +21,7 @@ import numpy as np
 import sft_setup
 import timing
 from xlra.data import batching
+from xlra.parallel import distributed
 
 
 def packed_rows(rows: int, length: int, vocab: int, seed: int = 0) -> dict:
@@ -32,6 +33,7 @@ def packed_rows(rows: int, length: int, vocab: int, seed: int = 0) -> dict:
 
 
 def main() -> None:
+  distributed.split_host_cpu()  # as the xlra CLI runs: one XLA device per core (before any device use)
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--preset", default="tiny")
   ap.add_argument("--vocab", type=int, default=2048)

@@ -30,6 +30,7 @@ import transformers as tf
 import sft_setup
 import timing
 from xlra.models.config import ModelConfig
+from xlra.parallel import distributed
 
 
 def torch_step(cfg: ModelConfig, batch: int, seq: int, dtype: str):
@@ -61,6 +62,7 @@ def torch_step(cfg: ModelConfig, batch: int, seq: int, dtype: str):
 
 
 def main() -> None:
+  distributed.split_host_cpu()  # as the xlra CLI runs: one XLA device per core (before any device use)
   ap = sft_setup.argument_parser(__doc__)
   args = ap.parse_args()
 

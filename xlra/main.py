@@ -59,8 +59,9 @@ def run() -> None:
     sys.stderr.write(f"usage: xlra JOB --config=FILE.py[:ARG] --workdir=DIR [--config.FIELD=VALUE ...]\n"
                      f"JOB is one of: {', '.join(JOBS)}\n")
     sys.exit(2)
-  # Multi-host runs must initialise JAX's runtime before any device use.
+  # Both must happen before any device use: one XLA device per core on CPU hosts, then multi-host.
   from xlra.parallel import distributed
+  distributed.split_host_cpu()
   distributed.initialize_from_env()
   enable_compilation_cache()
   logging.set_verbosity(logging.INFO)

@@ -28,6 +28,30 @@ def _on_tpu_pod() -> bool:
   return len([h for h in hosts.split(",") if h]) > 1
 
 
+def default_cpu_devices(cores: int | None = None) -> int:
+  """How many XLA devices the CPU is split into by default: the largest power of two <= the cores,
+  at most 8 (batch sizes stay divisible, and 8 is what the tests run on)."""
+  cores = max(1, cores or os.cpu_count() or 1)
+  return min(8, 1 << (cores.bit_length() - 1))
+
+
+def split_host_cpu() -> int | None:
+  """Present the CPU as `default_cpu_devices()` XLA devices, before any device is touched, unless
+  JAX_NUM_CPU_DEVICES or XLA_FLAGS' xla_force_host_platform_device_count already says how many.
+
+  Why: XLA:CPU runs one program per device, and its ops on this project's small models spread
+  poorly over cores (a decode step ran as fast on 1 core as on 2). A data-parallel mesh over
+  one device per core runs that many programs side by side instead: on 2 cores the sampler bench
+  went from 2.7x to 4.5x transformers' generate, the SFT step 1.2x faster. Accelerator hosts are
+  unaffected (their default devices are not CPU ones). Returns the count set, or None.
+  """
+  if "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    return None
+  n = default_cpu_devices()
+  jax.config.update("jax_num_cpu_devices", n)
+  return n
+
+
 def initialize_from_env() -> None:
   """Initialise the distributed runtime when the environment describes more than one process."""
   global _done
