@@ -112,10 +112,10 @@ def main() -> None:
 
   tokens = len(prompts) * args.n * args.max_new
   t_ours, t_ref = _best_times([ours, reference], args.repeats)
-  print(f"config ({args.workload}): llama d={args.hidden} layers={args.layers} vocab={args.vocab}; {len(prompts)} prompts of "
-        f"{args.min_len}-{args.max_len} tokens, n={args.n}, {args.max_new} new tokens; jax {jax.__version__} on "
-        f"{jax.devices()[0].platform} x{jax.device_count()}, torch {torch.__version__} threads={torch.get_num_threads()}, "
-        f"cpus={os.cpu_count()}")
+  print(f"config ({args.workload}): llama d={args.hidden} layers={args.layers} vocab={args.vocab}; "
+        f"{len(prompts)} prompts of {args.min_len}-{args.max_len} tokens, n={args.n}, {args.max_new} new tokens; "
+        f"jax {jax.__version__} on {jax.devices()[0].platform} x{jax.device_count()}, torch {torch.__version__} "
+        f"threads={torch.get_num_threads()}, cpus={os.cpu_count()}")
   print(f"ours:      {tokens / t_ours:10.0f} tokens/s ({t_ours:.3f} s, compilations {sampler.trace_count})")
   print(f"reference: {tokens / t_ref:10.0f} tokens/s ({t_ref:.3f} s, transformers {tf.__version__} generate)")
   print(f"ratio={t_ref / t_ours:.2f}")

@@ -32,6 +32,7 @@ def test_split_sets_the_default_count():
   assert got == {"set": default_cpu_devices(), "devices": default_cpu_devices(), "platform": "cpu"}
 
 
-@pytest.mark.parametrize("env", [{"JAX_NUM_CPU_DEVICES": "3"}, {"XLA_FLAGS": "--xla_force_host_platform_device_count=3"}])
+@pytest.mark.parametrize("env", [{"JAX_NUM_CPU_DEVICES": "3"},
+                                 {"XLA_FLAGS": "--xla_force_host_platform_device_count=3"}])
 def test_an_explicit_count_wins(env):
   assert _probe(**env) == {"set": None, "devices": 3, "platform": "cpu"}
