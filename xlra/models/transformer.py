@@ -223,16 +223,12 @@ class Attention(nnx.Module):
     q = (q * scale).reshape(b, l, kh, g, h).transpose(0, 2, 3, 1, 4).reshape(b, kh, g * l, h)
     logits = matmul(q, kt.astype(dt), jnp.float32)  # [B, K, G L, S]
     if prefix is not None:  # shared prompt keys first: the n rows of a prompt as one matmul
-      pk, pv, p_pos, p_valid = prefix
+      pk, pv = prefix  # k_pos, k_valid and k_seg already cover its slots (Transformer.hidden)
       bp, sp = pk.shape[0], pk.shape[3]
       rows = lambda x: x.reshape(bp, b // bp, kh, g * l, -1).transpose(0, 2, 1, 3, 4).reshape(bp, kh, -1, x.shape[-1])
       unrows = lambda x: x.reshape(bp, kh, b // bp, g * l, -1).transpose(0, 2, 1, 3, 4).reshape(b, kh, g * l, -1)
       p_logits = unrows(matmul(rows(q), pk.astype(dt), jnp.float32))
       logits = jnp.concatenate([p_logits, logits], axis=-1)
-      expand = lambda x: jnp.repeat(x, b // bp, axis=0)
-      k_pos = jnp.concatenate([expand(p_pos), k_pos], axis=1)
-      k_valid = jnp.concatenate([expand(p_valid), k_valid], axis=1)
-      k_seg = jnp.concatenate([jnp.zeros_like(expand(p_pos)), k_seg], axis=1)
     s = logits.shape[-1]
     logits = logits.reshape(b, kh, g, l, s)
     if cfg.attn_softcap:
@@ -312,15 +308,17 @@ class Transformer(nnx.Module):
     b, l = tokens.shape
     if mask is None:
       mask = jnp.ones((b, l), bool)
+    if cache is not None:  # every key slot: the shared prompt's first (each row of it repeated for its rows)
+      slot_pos, slot_valid, first = cache.pos, cache.valid, 0
+      if cache.prefix is not None:
+        n = b // cache.prefix.pos.shape[0]
+        slot_pos = jnp.concatenate([jnp.repeat(cache.prefix.pos, n, axis=0), slot_pos], axis=1)
+        slot_valid = jnp.concatenate([jnp.repeat(cache.prefix.valid, n, axis=0), slot_valid], axis=1)
+        first = cache.prefix.pos.shape[1]
     if positions is None:
       positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
       if cache is not None:  # continue from the last written position
-        last = jnp.max(jnp.where(cache.valid, cache.pos + 1, 0), axis=1, keepdims=True)
-        if cache.prefix is not None:
-          p = cache.prefix
-          p_last = jnp.max(jnp.where(p.valid, p.pos + 1, 0), axis=1, keepdims=True)
-          last = jnp.maximum(last, jnp.repeat(p_last, b // p.pos.shape[0], axis=0))
-        positions = positions + last
+        positions = positions + jnp.max(jnp.where(slot_valid, slot_pos + 1, 0), axis=1, keepdims=True)
     positions = positions.astype(jnp.int32)
     if segment_ids is None:
       segment_ids = jnp.zeros((b, l), jnp.int32)
@@ -331,14 +329,13 @@ class Transformer(nnx.Module):
     if cache is None:
       k_pos, k_valid, k_seg = positions, mask, segment_ids
     else:
-      upd = lambda buf, val: jax.lax.dynamic_update_slice_in_dim(buf, val, cache.index, axis=1)
-      k_pos, k_valid = upd(cache.pos, positions), upd(cache.valid, mask)
+      upd = lambda buf, val: jax.lax.dynamic_update_slice_in_dim(buf, val, first + cache.index, axis=1)
+      k_pos, k_valid = upd(slot_pos, positions), upd(slot_valid, mask)
       k_seg = jnp.zeros_like(k_pos)
     new_k, new_v = [], []
     for i, block in enumerate(self.blocks):
       p = None if cache is None else cache.prefix
-      kv = None if cache is None else (cache.k[i], cache.v[i], cache.index,
-                                       None if p is None else (p.k[i], p.v[i], p.pos, p.valid))
+      kv = None if cache is None else (cache.k[i], cache.v[i], cache.index, None if p is None else (p.k[i], p.v[i]))
       x, written = block(x, positions, segment_ids, k_pos, k_valid, k_seg, kv)
       if written is not None:
         new_k.append(written[0])
@@ -346,7 +343,7 @@ class Transformer(nnx.Module):
     x = self.final_norm(x)
     if cache is None:
       return x, None
-    return x, KVCache(tuple(new_k), tuple(new_v), k_pos, k_valid, cache.index + l, cache.prefix)
+    return x, KVCache(tuple(new_k), tuple(new_v), k_pos[:, first:], k_valid[:, first:], cache.index + l, cache.prefix)
 
   def logits(self, hidden: jax.Array) -> jax.Array:
     dt = jnp.dtype(self.cfg.dtype)

@@ -148,6 +148,7 @@ class Pipeline:
     self.mesh = mesh_lib.make_mesh(dict(config.mesh))
     self._judge = None
     self._last_sampler: tuple | None = None  # ((policy_dir, temperature), (sampler, params))
+    self._baselines: dict[tuple[str, str], list[list[str]]] = {}  # (target, sft_dir) -> its samples
     self.bundle: DataBundle | None = None
 
   def path(self, *parts: str) -> str:
@@ -227,13 +228,17 @@ class Pipeline:
 
   def baseline(self, target: str, sft_dir: str) -> list[list[str]]:
     """config.bon.baseline_samples samples per eval prompt of the target SFT model at the best-of-n
-    temperature: the opponent of every best-of-n system in `target`. Same key, same draws in every stage."""
-    b, tok = self.config.bon, self.bundle.tokenizer
-    k = int(b.baseline_samples)
-    examples, prompts = self._prompts(target)
-    sampler, params = self._sampler(sft_dir, b.temperature)
-    out = sampler(params, prompts, jax.random.fold_in(self._key(target), 0), num_samples=k)
-    return [[decode_response(tok, out.response(i * k + j)) for j in range(k)] for i in range(len(prompts))]
+    temperature: the opponent of every best-of-n system in `target`. Same key, same draws in every stage
+    (drawn once per process: the translate-train and no-target-SFT baselines meet the same ones)."""
+    if (target, sft_dir) not in self._baselines:
+      b, tok = self.config.bon, self.bundle.tokenizer
+      k = int(b.baseline_samples)
+      _, prompts = self._prompts(target)
+      sampler, params = self._sampler(sft_dir, b.temperature)
+      out = sampler(params, prompts, jax.random.fold_in(self._key(target), 0), num_samples=k)
+      self._baselines[target, sft_dir] = [[decode_response(tok, out.response(i * k + j)) for j in range(k)]
+                                          for i in range(len(prompts))]
+    return self._baselines[target, sft_dir]
 
   def _key(self, target: str) -> jax.Array:
     return jax.random.fold_in(jax.random.key(self.config.seed), self.plan.languages.index(target))
