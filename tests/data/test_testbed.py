@@ -199,6 +199,39 @@ def test_q_ranks_the_reference_above_every_corruption(lang):
     assert worse[kind] / total[kind] >= 0.99, (kind, worse[kind], total[kind])
 
 
+@pytest.mark.parametrize("lang", ["de", "tr"])
+def test_probe_pairs_hold_one_error_of_the_named_kind(lang):
+  """Each probe: a correct answer and the same answer with one error of its kind, checked through q's
+  parts (an independent reading of the text), in gold order; per_kind caps each kind; regenerates
+  identically."""
+  exs = tb.generate_split(lang, "dialog", "rm_val", 40, 3)
+  probes = tb.probe_pairs(exs, seed=0, per_kind=25)
+  counts = collections.Counter(p["kind"] for p in probes)
+  assert set(counts) == set(corruptions.KINDS + corruptions.DIALOG_KINDS), counts
+  assert max(counts.values()) == 25 and min(counts.values()) >= 10, counts
+  by_id = {ex.id: ex for ex in exs}
+  for p in probes:
+    ex = by_id[p["example_id"]]
+    good, bad = tb.quality_parts(ex, p["chosen"]), tb.quality_parts(ex, p["rejected"])
+    assert p["chosen"] != p["rejected"] and p["prompt"] == ex.prompt
+    assert bad["q"] == p["q_rejected"] < p["q_chosen"] == good["q"] and good["q"] >= 0.9, p
+    assert good["language"] == 1.0 and good["repetition"] == 0.0, p
+    if p["kind"] == "wrong_language":
+      assert bad["language"] < 0.5, p
+    if p["kind"] == "repetition":
+      assert bad["repetition"] > 0, p
+    if p["kind"] in ("hallucinate", "swap", "drop", "filler", "extra_item"):
+      assert bad["language"] == 1.0 and bad["repetition"] == 0.0, p  # the error is elsewhere
+    new = set(re.findall(r"\w+", p["rejected"].lower())) - set(re.findall(r"\w+", p["chosen"].lower()))
+    if p["kind"] == "hallucinate":  # a value the prompt does not have (a number, a name, a topic)
+      assert new and not new <= set(re.findall(r"\w+", ex.prompt.lower())), p
+    if p["kind"] == "swap":  # another event's value, which the prompt states too
+      assert new and new <= set(re.findall(r"\w+", ex.prompt.lower())), p
+      assert bad["penalty"] > good["penalty"], p
+  assert tb.probe_pairs(exs, seed=0, per_kind=25) == probes
+  assert tb.probe_pairs(exs, seed=1, per_kind=25) != probes
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.text(max_size=400))
 def test_q_is_total_on_arbitrary_strings(s):

@@ -136,6 +136,11 @@ def test_ci_preset_end_to_end_and_rerun_skips_everything(tmp_path):
   assert all(v >= 0 for v in res["timing"].values())
   md = open(os.path.join(workdir, "report.md")).read()
   assert "| RM source \\ target | de | en |" in md and "## Reward-model accuracy" in md
+  # Every RM probed on every error kind of the dialog task, pooled over both targets' validation prompts.
+  assert set(res["rm_accuracy_by_error"]) == {"de", "en"} and len(res["n_by_error"]) == 9
+  assert all(0 < n <= 2 * 16 for n in res["n_by_error"].values()), res["n_by_error"]
+  assert all(0 <= a <= 1 for row in res["rm_accuracy_by_error"].values() for a in row.values())
+  assert "## Reward-model accuracy by error type" in md and "| RM \\ error | drop | swap |" in md
   for png in ("bon_winrate.png", "ppo_winrate.png", "rm_accuracy.png", "ppo_curves.png"):
     with open(os.path.join(workdir, png), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -14,7 +14,8 @@ import pytest
 from flax import nnx
 
 from xlra import files
-from xlra.data.testbed import Stream, quality, quality_parts, sample_candidate
+from xlra.data.testbed import Stream, probe_pairs, quality, quality_parts, sample_candidate
+from xlra.data.testbed.corruptions import DIALOG_KINDS, KINDS
 from xlra.data.tokenizer import decode_response, encode_prompt
 from xlra.eval import rm_accuracy
 from xlra.models.transformer import Transformer
@@ -121,9 +122,9 @@ def _n_tokens(bundle, text: str) -> int:
   return len(bundle.tokenizer.encode(text, add_special_tokens=False)) + 1
 
 
-def _kept_val_pairs(bundle, max_len: int) -> list[dict]:
-  """The validation pairs the jobs keep: prompt plus the longer output fit in max_len."""
-  return [p for p in bundle.testbed.get_pairs("rm_val", "en")
+def _kept_val_pairs(bundle, max_len: int, pairs: list[dict] | None = None) -> list[dict]:
+  """The validation pairs (or `pairs`) the jobs keep: prompt plus the longer output fit in max_len."""
+  return [p for p in (bundle.testbed.get_pairs("rm_val", "en") if pairs is None else pairs)
           if len(encode_prompt(bundle.tokenizer, p["prompt"])) + max(_n_tokens(bundle, p["chosen"]),
                                                                       _n_tokens(bundle, p["rejected"])) <= max_len]
 
@@ -139,6 +140,21 @@ def test_rm_accuracy_matrix_and_baselines(rm_run, tmp_path):
   assert out["rm_baselines"]["longer output"]["en"] == pytest.approx(want)
   # q ranks references above corruptions (almost always), so gold and label accuracy nearly agree
   assert out["rm_accuracy_vs_gold"]["en"]["en"] == pytest.approx(out["rm_accuracy"]["en"]["en"], abs=0.05)
+  # Error-type probes, recomputed through the scorer's text path: per kind, the share of correct answers
+  # scored above their one-error copy (dialog: all nine kinds; at most 40 per kind).
+  probes = _kept_val_pairs(bundle, config.max_len, probe_pairs(bundle.testbed.get("rm_val", "en"), seed=0, per_kind=40))
+  scorer = scoring.RewardScorer.load(result.model_dir, bundle.tokenizer, batch_size=16, length=config.max_len)
+  above = (scorer.score([p["prompt"] for p in probes], [p["chosen"] for p in probes])
+           > scorer.score([p["prompt"] for p in probes], [p["rejected"] for p in probes]))
+  kinds = [p["kind"] for p in probes]
+  assert set(out["n_by_error"]) == set(KINDS + DIALOG_KINDS)
+  for kind, n in out["n_by_error"].items():
+    mine = [a for a, k in zip(above, kinds) if k == kind]
+    assert n == len(mine) > 0
+    assert out["rm_accuracy_by_error"]["en"][kind] == pytest.approx(np.mean(mine)), kind
+  # Errors in the answer alone are what a short RM run learns first.
+  assert out["rm_accuracy_by_error"]["en"]["wrong_language"] >= 0.8, out["rm_accuracy_by_error"]
   rm_accuracy.write_matrix(out, ["en"], ["en"], str(tmp_path))
   assert files.read_json(tmp_path / "rm_accuracy.json")["rm_accuracy"]["en"]["en"] == out["rm_accuracy"]["en"]["en"]
+  assert "| RM \\ error | drop | swap |" in (tmp_path / "rm_accuracy.md").read_text()
   assert (tmp_path / "rm_accuracy.png").stat().st_size > 1000

@@ -10,7 +10,10 @@ the heatmap rm_accuracy.png. The pipeline calls `rm_accuracy_matrix(rm_dirs, bun
 Accuracy: pointwise, the sign of the score agrees with the good/bad label; pairwise, the chosen
 output scores higher than the rejected one. Both against the (simulated) annotators' labels, as the
 paper measures against human labels; on the testbed the pairwise matrix also has the accuracy
-against the gold quality q (pairs whose q differ).
+against the gold quality q (pairs whose q differ), and every RM is probed by error type: the share of
+answers it scores above the same answer with one error of a kind (`probe_pairs`: wrong language,
+repetition, ... which show in the answer alone; swapped or invented values, which show only against
+the prompt), pooled over the targets' validation prompts.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from absl import logging
 
 from xlra import files
 from xlra.data.job import DataBundle
+from xlra.data.testbed import probe_pairs
 from xlra.parallel import mesh as mesh_lib
 from xlra.parallel.distributed import is_main_process
-from xlra.pipeline.report import heatmap, matrix_table
+from xlra.pipeline.report import ERROR_LEGEND, error_table, heatmap, matrix_table
 from xlra.train import datasets, jobs
 from xlra.train.scoring import RewardScorer
 
@@ -52,11 +56,14 @@ def _pairwise_baselines(val: list[dict]) -> dict[str, float]:
 
 
 def rm_accuracy_matrix(rm_dirs: Mapping[str, str], bundle: DataBundle, targets: Sequence[str], kind: str,
-                       max_len: int, batch_size: int = 32, mesh=None, val_examples: int = 24) -> dict:
+                       max_len: int, batch_size: int = 32, mesh=None, val_examples: int = 24,
+                       probes_per_kind: int = 40) -> dict:
   """Accuracy of every RM (source language -> model directory) on every target's validation set.
 
   Returns {"kind", "rm_accuracy": {src: {tgt: acc}}, "rm_baselines": {name: {tgt: acc}},
-  "rm_accuracy_vs_gold": {src: {tgt: acc}} (pairwise testbed only), "n": {tgt: examples}}.
+  "rm_accuracy_vs_gold": {src: {tgt: acc}} (pairwise testbed only), "n": {tgt: examples}}; on the
+  testbed also "rm_accuracy_by_error": {src: {error kind: acc}} and "n_by_error": {error kind: probes}
+  (at most probes_per_kind per target and kind; 0: no probes).
   Real data has no validation split: its last `val_examples` records per language are (the RM
   jobs hold out the same ones).
   """
@@ -72,6 +79,8 @@ def rm_accuracy_matrix(rm_dirs: Mapping[str, str], bundle: DataBundle, targets: 
     base = _pairwise_baselines(enc_val) if kind == "pairwise" else _pointwise_baselines(enc_train, enc_val)
     for name, v in base.items():
       baselines[name][tgt] = v
+  probes = _encoded_probes(bundle, targets, max_len, probes_per_kind)
+  by_error: dict[str, dict[str, float]] = {}
   acc: dict[str, dict[str, float]] = {}
   gold: dict[str, dict[str, float]] = {}
   for src, model_dir in rm_dirs.items():
@@ -89,10 +98,26 @@ def rm_accuracy_matrix(rm_dirs: Mapping[str, str], bundle: DataBundle, targets: 
         s = scorer.score_ids([e["prompt"] + e["output"] for e in enc])
         acc[src][tgt] = float(np.mean((s > 0) == np.array([bool(e["label"]) for e in enc])))
     logging.info("rm-eval: RM %s accuracy %s", src, {t: round(v, 3) for t, v in acc[src].items()})
+    if probes:
+      above = (scorer.score_ids([e["prompt"] + e["chosen"] for e in probes])
+               > scorer.score_ids([e["prompt"] + e["rejected"] for e in probes]))
+      errors = np.array([e["kind"] for e in probes])
+      by_error[src] = {k: float(np.mean(above[errors == k])) for k in dict.fromkeys(errors.tolist())}
   out = {"kind": kind, "rm_accuracy": acc, "rm_baselines": baselines, "n": n}
   if any(gold.values()):
     out["rm_accuracy_vs_gold"] = gold
+  if by_error:
+    out["rm_accuracy_by_error"] = by_error
+    out["n_by_error"] = {k: int(sum(e["kind"] == k for e in probes)) for k in next(iter(by_error.values()))}
   return out
+
+
+def _encoded_probes(bundle: DataBundle, targets: Sequence[str], max_len: int, per_kind: int) -> list[dict]:
+  """The error-type probes of every target's validation prompts (testbed only), tokenised."""
+  if bundle.testbed is None or per_kind <= 0:
+    return []
+  records = [r for tgt in targets for r in probe_pairs(bundle.testbed.get("rm_val", tgt), seed=0, per_kind=per_kind)]
+  return datasets.encode(bundle.tokenizer, records, ("chosen", "rejected"), max_len, "error-type probes")
 
 
 def write_matrix(result: dict, sources: Sequence[str], targets: Sequence[str], workdir: str) -> str:
@@ -101,6 +126,9 @@ def write_matrix(result: dict, sources: Sequence[str], targets: Sequence[str], w
   if "rm_accuracy_vs_gold" in result:
     table += "\n\nAgainst the gold quality q:\n\n" + matrix_table(result["rm_accuracy_vs_gold"], list(sources),
                                                                   list(targets))
+  if "rm_accuracy_by_error" in result:
+    table += (f"\n\nBy error type (probes from every target's validation prompts). {ERROR_LEGEND}\n\n"
+              + error_table(result["rm_accuracy_by_error"], result["n_by_error"], list(sources)))
   if is_main_process():
     files.write_json(os.path.join(workdir, "rm_accuracy.json"), result)
     files.write_text(os.path.join(workdir, "rm_accuracy.md"),

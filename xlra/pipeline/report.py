@@ -63,6 +63,22 @@ def matrix_table(matrix: dict[str, dict[str, float]], sources: list[str], target
   return "\n".join(lines)
 
 
+ERROR_LEGEND = ("Each cell: the share of correct answers the RM scores above the same answer with one error of "
+                "that kind (`xlra.data.testbed.probe_pairs`). Seen in the answer alone: wrong_language, repetition, "
+                "truncation, filler; against the request: drop, impolite, extra_item; only against the prompt's "
+                "facts: swap (another event's value), hallucinate (a value the prompt does not have).")
+
+
+def error_table(by_error: dict[str, dict[str, float]], n_by_error: dict[str, int], sources: list[str]) -> str:
+  """RM accuracy (%) per error kind: rows are RMs, columns error kinds, last row the probe counts."""
+  kinds = list(n_by_error)
+  lines = ["| RM \\ error | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 1)]
+  for s in sources:
+    lines.append(f"| **{s}** | " + " | ".join(_pct(by_error.get(s, {}).get(k)) for k in kinds) + " |")
+  lines.append("| _probes_ | " + " | ".join(str(n_by_error[k]) for k in kinds) + " |")
+  return "\n".join(lines)
+
+
 def heatmap(values: dict[str, dict[str, float]], sources: list[str], targets: list[str], title: str,
             path: str, center: float = 0.5) -> None:
   """Source x target heatmap with the value printed in each cell; NaN where a pair was not run."""
@@ -123,6 +139,9 @@ def write_report(results: dict[str, Any], workdir: str) -> str:
                 matrix_table(results["rm_accuracy"], sources, targets, base), "", "![RM accuracy](rm_accuracy.png)", ""])
     heatmap(results["rm_accuracy"], sources, targets, "RM accuracy", os.path.join(workdir, "rm_accuracy.png"),
             center=0.75)
+  if results.get("rm_accuracy_by_error"):
+    out.extend(["## Reward-model accuracy by error type", "", ERROR_LEGEND, "",
+                error_table(results["rm_accuracy_by_error"], results["n_by_error"], sources), ""])
 
   if results.get("kl"):
     kl = results["kl"]

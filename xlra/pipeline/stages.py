@@ -402,6 +402,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "bon": {s: {t: bon[t][s] for t in plan.languages} for s in plan.sources},
       "ppo": {s: {t: ppo[(s, t)] for (s2, t) in plan.ppo_pairs if s2 == s} for s in {s for s, _ in plan.ppo_pairs}},
       "rm_accuracy": acc["rm_accuracy"], "rm_baselines": acc["rm_baselines"],
+      **{k: acc[k] for k in ("rm_accuracy_by_error", "n_by_error") if k in acc},
       "baselines": baselines,
       "bon_meta": {t: bon[t]["_meta"] for t in plan.languages},
       "kl": {"bon_bound": next(iter(bon.values()))["_meta"]["kl_bound"],

@@ -41,11 +41,11 @@ from xlra.data.testbed.langs import CODES as LANGUAGES
 from xlra.data.testbed.quality import quality, quality_parts
 from xlra.data.testbed.seeding import Stream
 from xlra.data.testbed.splits import (SPLITS, Testbed, base_corpus, build, generate_split, pointwise_examples,
-                                      preference_pairs)
+                                      preference_pairs, probe_pairs)
 from xlra.data.testbed.tasks import TASKS, Example, reference_spec, render
 from xlra.data.testbed.translate import translate, translate_candidate, translate_pairs
 
 __all__ = ["DEFAULT_BIASES", "KINDS", "LANGUAGES", "SPLITS", "TASKS", "Annotator", "Example", "Stream", "Testbed",
            "agreement", "base_corpus", "build", "corrupt", "generate_split", "pairwise_preferences",
-           "pointwise_examples", "pointwise_labels", "preference_pairs", "quality", "quality_parts",
+           "pointwise_examples", "pointwise_labels", "preference_pairs", "probe_pairs", "quality", "quality_parts",
            "reference_spec", "render", "sample_candidate", "translate", "translate_candidate", "translate_pairs"]

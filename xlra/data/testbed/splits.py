@@ -87,6 +87,34 @@ def preference_pairs(examples: list[Example], annotator: Annotator, seed: int, p
   return out
 
 
+def probe_pairs(examples: list[Example], seed: int, per_kind: int = 0) -> list[dict]:
+  """Error-type probes: per example and corruption kind that applies, a correct answer (the reference
+  with q-neutral variation) as "chosen" and the same answer with exactly that one error as "rejected",
+  in gold order, with the record's "kind". What a reward model's accuracy on them measures is which
+  kinds of error it can see: a wrong language or a repetition shows in the answer alone, a swapped or
+  invented value only against the prompt. per_kind > 0 keeps the first per_kind probes of each kind.
+  """
+  out, count = [], {}
+  for ex in examples:
+    for kind in corruptions.kinds_for(ex):
+      if per_kind and count.get(kind, 0) >= per_kind:
+        continue
+      rng = Stream(seed, "probe", ex.id, kind)
+      spec = corruptions.vary(ex, rng)
+      bad = corruptions.corrupt(ex, kind, rng, spec)
+      if bad is None:
+        continue
+      good_text, bad_text = tasks.render(ex, spec), tasks.render(ex, bad)
+      q_good, q_bad = quality(ex, good_text), quality(ex, bad_text)
+      if not q_bad < q_good:  # never for these kinds (tests/data/test_testbed.py); kept out if it were
+        continue
+      count[kind] = count.get(kind, 0) + 1
+      out.append({"id": f"{ex.id}-probe-{kind}", "example_id": ex.id, "lang": ex.lang, "task": ex.task,
+                  "prompt": ex.prompt, "chosen": good_text, "rejected": bad_text, "q_chosen": q_good,
+                  "q_rejected": q_bad, "kind": kind})
+  return out
+
+
 def pointwise_examples(examples: list[Example], annotator: Annotator, seed: int, p_clean: float = 0.4,
                        max_corruptions: int = 3) -> list[dict]:
   """One candidate per prompt with a noisy good/bad label (Seahorse-like). More clean candidates than
