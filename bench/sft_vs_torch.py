@@ -11,7 +11,9 @@ Both sides take the same full rows; bfloat16 means `torch.autocast("cpu", bfloat
 `dtype="bfloat16"` (float32 params, logits and losses) here.
 
 Rounds alternate one reference step and one of ours (after a warm-up/compile step each); the ratio
-is the median over rounds of ours_tokens_per_s / torch_tokens_per_s. Last line: `ratio=<ours/torch>`.
+is the median over rounds of ours_tokens_per_s / torch_tokens_per_s; the line before the last puts
+both sides' best steps against the same-dtype `jnp.dot` peak of bench/sft_mfu.py, measured then, to
+show what a ratio is possible. Last line: `ratio=<ours/torch>`.
 Read it only at a load average below the core count (printed at start and end): PyTorch's OpenMP
 threads wait on each other at every op, so on an oversubscribed machine its step slows far more
 than ours (up to 50x for tiny models), which flatters the ratio.
@@ -31,6 +33,7 @@ import sft_setup
 import timing
 from xlra.models.config import ModelConfig
 from xlra.parallel import distributed
+from xlra.train.metrics import measure_peak_flops
 
 
 def torch_step(cfg: ModelConfig, batch: int, seq: int, dtype: str):
@@ -89,6 +92,12 @@ def main() -> None:
   best_t, best_o = min(times["torch"]), min(times["ours"])
   print(f"median ratio {timing.median(ratios):.3f}; best steps: torch {ours.tokens / best_t:.0f} tokens/s, ours "
         f"{ours.tokens / best_o:.0f} tokens/s ({best_t / best_o:.3f}); {timing.load_line()}")
+  # What the ratio can reach: both sides' best steps as shares of this machine's matmul peak (the sft_mfu
+  # reference, measured now), and the share a 1.2x step would need.
+  peak, fpt = measure_peak_flops(args.dtype, seconds=1.0), ours.flops_per_token
+  share = lambda t: ours.tokens / t * fpt / peak
+  print(f"{args.dtype} jnp.dot peak {peak / 1e9:.1f} GFLOP/s: torch's best step reaches {share(best_t):.2f} of it, "
+        f"ours {share(best_o):.2f}; 1.2x torch would need {1.2 * share(best_t):.2f}", flush=True)
   timing.print_ratio(timing.median(ratios))
 
 
