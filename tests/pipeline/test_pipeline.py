@@ -100,6 +100,10 @@ def test_winrate_table_marks_diagonal_and_unsure_cells():
   assert "55.0 [45.0, 65.0] ~" in md  # the interval includes 50%
   assert "Cross-lingual mean: **62.5%** over 2 pairs" in md  # (70 + 55) / 2
   assert "de: de (monolingual), en: de" in md
+  assert "excludes 50%: 1 of 2 above it (de->en), 0 below it; the rest" in md  # en->de's interval holds 50%
+  grid["en"]["de"] = cell(0.4, 0.35, 0.45)
+  assert "excludes 50%: 1 of 2 above it (de->en), 1 below it (en->de);" in report.winrate_table(grid, ["de", "en"],
+                                                                                               ["de", "en"])
 
 
 @pytest.mark.slow

@@ -48,6 +48,11 @@ def winrate_table(grid: dict[str, dict[str, dict[str, Any]]], sources: list[str]
   lines.append(f"Cross-lingual mean: **{_pct(float(np.mean(cross)) if cross else None)}%** over {len(cross)} pairs; "
                f"monolingual mean: {_pct(float(np.mean(mono)) if mono else None)}%. "
                f"Best source per target: {', '.join(best)}.")
+  above = [f"{s}->{t}" for s in grid for t, c in grid[s].items() if s != t and c["ci_low"] > 0.5]
+  below = [f"{s}->{t}" for s in grid for t, c in grid[s].items() if s != t and c["ci_high"] < 0.5]
+  named = lambda pairs: f" ({', '.join(pairs)})" if pairs else ""
+  lines.append(f"Cross-lingual pairs whose interval excludes 50%: {len(above)} of {len(cross)} above it{named(above)}, "
+               f"{len(below)} below it{named(below)}; the rest are undecided at this many prompts.")
   lines.append("`*` monolingual (source = target); `~` the 95% interval includes 50%.")
   return "\n".join(lines)
 
