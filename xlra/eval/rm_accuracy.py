@@ -80,6 +80,8 @@ def rm_accuracy_matrix(rm_dirs: Mapping[str, str], bundle: DataBundle, targets: 
     for name, v in base.items():
       baselines[name][tgt] = v
   probes = _encoded_probes(bundle, targets, max_len, probes_per_kind)
+  errors = np.array([e["kind"] for e in probes])
+  n_by_error = {k: int(np.sum(errors == k)) for k in dict.fromkeys(errors.tolist())}
   by_error: dict[str, dict[str, float]] = {}
   acc: dict[str, dict[str, float]] = {}
   gold: dict[str, dict[str, float]] = {}
@@ -88,28 +90,31 @@ def rm_accuracy_matrix(rm_dirs: Mapping[str, str], bundle: DataBundle, targets: 
     acc[src], gold[src] = {}, {}
     for tgt, enc in val_sets.items():
       if kind == "pairwise":
-        rc = scorer.score_ids([e["prompt"] + e["chosen"] for e in enc])
-        rr = scorer.score_ids([e["prompt"] + e["rejected"] for e in enc])
-        acc[src][tgt] = float(np.mean(rc > rr))
+        above = _chosen_above(scorer, enc)
+        acc[src][tgt] = float(np.mean(above))
         decided = [(i, e) for i, e in enumerate(enc) if "q_chosen" in e and e["q_chosen"] != e["q_rejected"]]
         if decided:
-          gold[src][tgt] = float(np.mean([(rc[i] > rr[i]) == (e["q_chosen"] > e["q_rejected"]) for i, e in decided]))
+          gold[src][tgt] = float(np.mean([above[i] == (e["q_chosen"] > e["q_rejected"]) for i, e in decided]))
       else:
         s = scorer.score_ids([e["prompt"] + e["output"] for e in enc])
         acc[src][tgt] = float(np.mean((s > 0) == np.array([bool(e["label"]) for e in enc])))
     logging.info("rm-eval: RM %s accuracy %s", src, {t: round(v, 3) for t, v in acc[src].items()})
     if probes:
-      above = (scorer.score_ids([e["prompt"] + e["chosen"] for e in probes])
-               > scorer.score_ids([e["prompt"] + e["rejected"] for e in probes]))
-      errors = np.array([e["kind"] for e in probes])
-      by_error[src] = {k: float(np.mean(above[errors == k])) for k in dict.fromkeys(errors.tolist())}
+      above = _chosen_above(scorer, probes)
+      by_error[src] = {k: float(np.mean(above[errors == k])) for k in n_by_error}
   out = {"kind": kind, "rm_accuracy": acc, "rm_baselines": baselines, "n": n}
   if any(gold.values()):
     out["rm_accuracy_vs_gold"] = gold
   if by_error:
     out["rm_accuracy_by_error"] = by_error
-    out["n_by_error"] = {k: int(sum(e["kind"] == k for e in probes)) for k in next(iter(by_error.values()))}
+    out["n_by_error"] = n_by_error
   return out
+
+
+def _chosen_above(scorer: RewardScorer, pairs: list[dict]) -> np.ndarray:
+  """Per encoded pair: the RM scores the chosen output above the rejected one (ties count as not)."""
+  return (scorer.score_ids([e["prompt"] + e["chosen"] for e in pairs])
+          > scorer.score_ids([e["prompt"] + e["rejected"] for e in pairs]))
 
 
 def _encoded_probes(bundle: DataBundle, targets: Sequence[str], max_len: int, per_kind: int) -> list[dict]:
