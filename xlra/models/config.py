@@ -47,6 +47,11 @@ class ModelConfig:
   max_seq_len: int = 2048
   dtype: str = "float32"  # compute dtype
   param_dtype: str = "float32"  # master weights
+  # Uncached (training, scoring) attention runs in query blocks of about this many tokens, each against
+  # the keys up to its end only: a causal model never looks later, so the skipped scores were all
+  # masked. At most MAX_QUERY_BLOCKS blocks; 0 or a length >= the sequence: one block. Compute only:
+  # the values are the same.
+  attn_block: int = 128
 
   def __post_init__(self):
     def bad(field, why):
@@ -67,6 +72,8 @@ class ModelConfig:
         bad("layer_types", f"entries must be in {LAYER_TYPES}")
       if "sliding" in self.layer_types and not self.sliding_window:
         bad("sliding_window", "sliding layers need a positive window")
+    if self.attn_block < 0:
+      bad("attn_block", "must be >= 0 (0: attention in one block)")
     if self.rope_scaling is not None and self.rope_scaling.get("rope_type") not in ("llama3", "linear"):
       bad("rope_scaling", "only rope_type 'llama3' and 'linear' are implemented")
 

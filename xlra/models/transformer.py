@@ -5,7 +5,9 @@ G = N // K query heads per kv head, H head_dim, F d_ff, V vocab.
 
 Every parameter carries logical axis names in its `axes` metadata; `xlra.parallel.mesh` maps them
 onto mesh axes. Masks are built from explicit positions, so left padding (generation), right padding
-(training), packing (segment ids) and the KV cache all use the same attention code.
+(training), packing (segment ids) and the KV cache all use the same attention code. Without a cache,
+attention is also causal by row index (as Hugging Face masks), so it runs in query blocks that skip
+the keys after each block (`query_blocks`).
 """
 
 from __future__ import annotations
@@ -218,9 +220,31 @@ class Attention(nnx.Module):
     b, l, n, h = q.shape
     kh, g = cfg.n_kv_heads, n // cfg.n_kv_heads
     scale = (cfg.query_pre_attn_scalar or cfg.head_dim) ** -0.5
+    q = (q * scale).reshape(b, l, kh, g, h).transpose(0, 2, 3, 1, 4)  # [B, K, G, L, H]
+    if cache_kv is None:  # query block [lo, hi) against keys [0, hi): the rest are later, so masked
+      out = jnp.concatenate([
+          self._attend(q[:, :, :, lo:hi], kt[..., :hi], v[:, :, :hi], positions[:, lo:hi], q_seg[:, lo:hi],
+                       k_pos[:, :hi], k_valid[:, :hi], k_seg[:, :hi], first=lo)
+          for lo, hi in query_blocks(l, cfg.attn_block)], axis=3)
+    else:
+      out = self._attend(q, kt, v, positions, q_seg, k_pos, k_valid, k_seg, prefix=prefix)
+    out = out.transpose(0, 3, 1, 2, 4).reshape(b, l, n * h)
+    return dense(out, self.wo[...].astype(dt).reshape(n * h, -1)), new_kv
+
+  def _attend(self, q, kt, v, q_pos, q_seg, k_pos, k_valid, k_seg, *, first=None, prefix=None):
+    """Softmax attention of scaled queries q [B, K, G, L, H] over keys kt [B, K, H, S] and values
+    v [B, K, S, H] (after the shared `prefix`'s slots when given) -> [B, K, G, L, H].
+
+    A key is visible when it is a real token at a position <= the query's, in the same segment, and
+    inside the window of a sliding layer. Without a cache (`first` = the row index of the first query,
+    keys from index 0) it must also not come later in the row: causal by index as well as by position,
+    as Hugging Face masks, which is what lets the caller skip the keys after a query block.
+    """
+    cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+    b, kh, g, l, h = q.shape
     # Batched matmuls over (batch, kv head); the G query heads of a group share its keys and
     # values, so the queries of a group are one [G * L, H] matrix (grouped-query attention).
-    q = (q * scale).reshape(b, l, kh, g, h).transpose(0, 2, 3, 1, 4).reshape(b, kh, g * l, h)
+    q = q.reshape(b, kh, g * l, h)
     logits = matmul(q, kt.astype(dt), jnp.float32)  # [B, K, G L, S]
     if prefix is not None:  # shared prompt keys first: the n rows of a prompt as one matmul
       pk, pv = prefix  # k_pos, k_valid and k_seg already cover its slots (Transformer.hidden)
@@ -233,19 +257,33 @@ class Attention(nnx.Module):
     logits = logits.reshape(b, kh, g, l, s)
     if cfg.attn_softcap:
       logits = jnp.tanh(logits / cfg.attn_softcap) * cfg.attn_softcap
-    qp = positions[:, :, None]
+    qp = q_pos[:, :, None]
     kp = k_pos[:, None, :]
     allowed = k_valid[:, None, :] & (kp <= qp) & (q_seg[:, :, None] == k_seg[:, None, :])
     if self.layer_type == "sliding":
       allowed &= (qp - kp) < cfg.sliding_window
+    if first is not None:
+      allowed &= jnp.arange(s)[None, None, :] <= first + jnp.arange(l)[None, :, None]
     logits = jnp.where(allowed[:, None, None], logits, _MASKED)
     probs = jax.nn.softmax(logits, axis=-1).astype(dt).reshape(b, kh, g * l, s)
     if prefix is None:
       out = matmul(probs, v.astype(dt))  # [B, K, G * L, H]
     else:
       out = unrows(matmul(rows(probs[..., :sp]), pv.astype(dt))) + matmul(probs[..., sp:], v.astype(dt))
-    out = out.reshape(b, kh, g, l, h).transpose(0, 3, 1, 2, 4).reshape(b, l, n * h)
-    return dense(out, self.wo[...].astype(dt).reshape(n * h, -1)), new_kv
+    return out.reshape(b, kh, g, l, h)
+
+
+MAX_QUERY_BLOCKS = 8  # each block is its own set of ops: more would grow programs for little gain
+
+
+def query_blocks(length: int, block: int) -> list[tuple[int, int]]:
+  """[lo, hi) bounds of the query blocks of uncached causal attention: near-equal blocks of about
+  `block` tokens, at most MAX_QUERY_BLOCKS (block 0 or >= length: one). Block [lo, hi) attends to
+  keys [0, hi), so the score and value matmuls cost (n + 1) / 2n of the full square for n blocks
+  (bench32m SFT step on 2 CPU cores, 512 tokens in 4 blocks: about 10% faster)."""
+  n = 1 if block <= 0 else min(MAX_QUERY_BLOCKS, -(-length // block))
+  bounds = [length * i // n for i in range(n + 1)]
+  return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
 
 
 class MLP(nnx.Module):
