@@ -50,7 +50,7 @@ class ModelConfig:
   # Uncached (training, scoring) attention runs in query blocks of about this many tokens, each against
   # the keys up to its end only: a causal model never looks later, so the skipped scores were all
   # masked. At most MAX_QUERY_BLOCKS blocks; 0 or a length >= the sequence: one block. Compute only:
-  # the values are the same.
+  # the values are the same up to float rounding.
   attn_block: int = 128
 
   def __post_init__(self):
