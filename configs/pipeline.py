@@ -39,7 +39,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   job = "tiny" if testbed else "gemma2_2b_dialog"
   c = ml_collections.ConfigDict()
   c.seed = 0
-  # Target languages (policies). The demo's three fit 15 minutes (7.1-8.8 measured) on 2 CPU cores and carry both
+  # Target languages (policies). The demo's three fit 15 minutes (6.7-8.8 measured) on 2 CPU cores and carry both
   # simulated annotator biases (de: length, es: politeness); the testbed has de, en, es, ru, tr, vi.
   c.languages = ("de", "en", "es") if testbed else ("de", "en", "es", "ru", "tr", "vi")
   c.sources = ""  # RM source languages, comma-separated; "" = the same as languages
