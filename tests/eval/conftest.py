@@ -32,7 +32,7 @@ class FakeOpenAI:
     self.bodies: list[dict] = []
     self.headers: list[dict] = []
     self.answered: list[tuple[str, str]] = []  # (first, second) of every 200 with a valid answer
-    self.billed: list[tuple[str, str]] = []  # (first, second) of every 200 carrying a completion (paid for)
+    self.billed: list[str] = []  # the question (prompt and both outputs) of every 200 carrying a completion
     self.lock = threading.Lock()
     self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
     self.server.daemon_threads = True
@@ -79,13 +79,14 @@ class FakeOpenAI:
             self.send_header(k, v)
           self.end_headers()
           if not trickle:
-            return self.wfile.write(payload)
-          for i in range(len(payload)):
+            self.wfile.write(payload)
+          for i in range(len(payload) if trickle else 0):
             self.wfile.write(payload[i:i + 1])
             self.wfile.flush()
             time.sleep(trickle)
+          return True
         except (BrokenPipeError, ConnectionResetError):
-          pass  # the client gave up (timeout test)
+          return False  # the client gave up (timeout test)
 
       def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -118,10 +119,10 @@ class FakeOpenAI:
         else:
           with fake.lock:
             fake.answered.append((first, second))
-        if isinstance(resp, dict) and resp.get("choices"):
-          with fake.lock:
-            fake.billed.append((first, second))
-        self._send(200, json.dumps(resp).encode(), trickle=fault[1] if fault and fault[0] == "trickle" else 0.0)
+        trickle = fault[1] if fault and fault[0] == "trickle" else 0.0
+        if self._send(200, json.dumps(resp).encode(), trickle=trickle) and isinstance(resp, dict) and resp.get("choices"):
+          with fake.lock:  # delivered: a paid API bills it
+            fake.billed.append(user)
 
     return Handler
 
