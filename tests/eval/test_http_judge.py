@@ -267,6 +267,14 @@ def test_odd_replies_are_recorded_never_a_crash(fake_openai, tmp_path, edit, wan
   assert fake_openai.calls == 2 and all(r.cached for r in again) and [r.p_a for r in again] == pytest.approx(want)
 
 
+def test_minus_infinity_is_a_probability_of_zero(fake_openai):
+  fake_openai.faults = {1: ("json", _set_logprob(-math.inf))}  # the "1" entry of a reply reading "1"
+  req = _requests(1)[0]
+  judge = _judge(fake_openai)
+  res = judge.judge([req])
+  assert res[0].p_a == (0.0 if example_order(req) else 1.0) and judge.stats["bad_logprobs"] == 0
+
+
 # ---- the deadline and the key ---------------------------------------------------------------------
 
 def test_a_trickling_server_is_cut_at_the_deadline_and_retried(fake_openai):

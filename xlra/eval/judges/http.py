@@ -9,7 +9,7 @@ cut-off JSON, no choices) are retried with exponential backoff and never cached,
 again. Only a well-formed reply (one with choices[0].message) is final: its probability when it reads
 "1"/"2", a parse failure when its text is anything else (temperature 0 would repeat it).
 
-A reply reading "1"/"2" whose logprobs are no log-probabilities (a string, 1e6, Infinity) gives its label
+A reply reading "1"/"2" whose logprobs are no log-probabilities (a string, NaN, 1e6, Infinity) gives its label
 (1 or 0), counted in stats["bad_logprobs"] and logged: the text is the model's definite answer, paid
 for, and the hard win rate it feeds is the same; asking again would pay for the same broken numbers.
 
@@ -32,13 +32,13 @@ import socket
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 
 from absl import logging
 
 from xlra.eval.judges import base, prompts
 from xlra.eval.judges.cache import JudgementCache, cache_key
+from xlra.eval.judges.transport import Deadline, opener, origin
 
 ORDERS = ("random", "both")
 ERROR_BODY_READ = 65536  # bytes of an error body read for its message (redacted whole, then cut)
@@ -91,85 +91,6 @@ class _Failure(Exception):
   def __init__(self, kind: str, message: str, retryable: bool, retry_after: float | None = None):
     super().__init__(message)
     self.kind, self.retryable, self.retry_after = kind, retryable, retry_after
-
-
-class _Deadline:
-  """A wall-clock bound on one HTTP attempt. Socket timeouts bound each read only, so a server sending a
-  byte every half second would hold an attempt forever; when the deadline passes, a timer shuts the
-  attempt's socket down, which ends any blocked read."""
-
-  def __init__(self, seconds: float):
-    self.passed = False
-    self._sock: socket.socket | None = None
-    self._lock = threading.Lock()
-    self._timer = threading.Timer(seconds, self._expire)
-    self._timer.daemon = True
-
-  def __enter__(self) -> "_Deadline":
-    self._timer.start()
-    return self
-
-  def __exit__(self, *exc) -> None:
-    self._timer.cancel()
-
-  def watch(self, sock: socket.socket) -> None:
-    with self._lock:
-      self._sock, passed = sock, self.passed
-    if passed:
-      _shutdown(sock)
-
-  def _expire(self) -> None:
-    with self._lock:
-      self.passed, sock = True, self._sock
-    if sock is not None:
-      _shutdown(sock)
-
-
-def _shutdown(sock: socket.socket) -> None:
-  try:
-    sock.shutdown(socket.SHUT_RDWR)
-  except OSError:  # already closed by its reader: nothing left to interrupt
-    pass
-
-
-class _Watched:
-  """Handler mix-in: every connection it opens is watched by the attempt's deadline."""
-
-  def __init__(self, deadline: _Deadline):
-    super().__init__()
-    self.deadline = deadline
-
-  def do_open(self, http_class, req, **kwargs):
-    deadline = self.deadline
-
-    class Connection(http_class):
-      def connect(self):
-        super().connect()
-        deadline.watch(self.sock)
-
-    return super().do_open(Connection, req, **kwargs)
-
-
-class _WatchedHTTP(_Watched, urllib.request.HTTPHandler):
-  pass
-
-
-class _WatchedHTTPS(_Watched, urllib.request.HTTPSHandler):
-  pass
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-  """urllib follows a 3xx by default and resends the Authorization header wherever Location points."""
-
-  def redirect_request(self, req, fp, code, msg, headers, newurl):
-    return None  # urllib then raises the 3xx as an HTTPError, reported as a failure
-
-
-def _origin(url: str, location: str) -> str:
-  """scheme://host[:port] of a Location header (no path or query: they may carry tokens)."""
-  parts = urllib.parse.urlsplit(urllib.parse.urljoin(url, location))
-  port = f":{parts.port}" if parts.port else ""
-  return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 def example_order(req: base.Judgement) -> bool:
@@ -252,7 +173,7 @@ class HttpJudge(base.Judge):
     request = urllib.request.Request(url, data=json.dumps(body).encode("utf-8"), headers=headers, method="POST")
     self.count(http_attempts=1)
     try:
-      with _Deadline(self.config.timeout) as deadline:
+      with Deadline(self.config.timeout) as deadline:
         raw = self._exchange(request, url, deadline)
     except _Failure:
       if not deadline.passed:
@@ -266,14 +187,13 @@ class HttpJudge(base.Judge):
       raise _Failure(base.BAD_REPLY, f"{url} answered 200 with a body that is not JSON (an HTML error page? "
                                      f"cut off?): {text!r}", True) from None
 
-  def _exchange(self, request: urllib.request.Request, url: str, deadline: _Deadline) -> bytes:
-    opener = urllib.request.build_opener(_NoRedirects, _WatchedHTTP(deadline), _WatchedHTTPS(deadline))
+  def _exchange(self, request: urllib.request.Request, url: str, deadline: Deadline) -> bytes:
     try:
-      with opener.open(request, timeout=self.config.timeout) as resp:
+      with opener(deadline).open(request, timeout=self.config.timeout) as resp:
         return resp.read()
     except urllib.error.HTTPError as e:
       if 300 <= e.code < 400:
-        where = _origin(url, e.headers.get("Location", "") if e.headers else "")
+        where = origin(url, e.headers.get("Location", "") if e.headers else "")
         raise _Failure(base.HTTP, f"HTTP {e.code} from {url} redirects to {self._excerpt(where, 200)}: not "
                                   "followed, so the API key goes nowhere else; set base_url to the address that "
                                   "answers", False) from None
@@ -358,9 +278,10 @@ class HttpJudge(base.Judge):
         lp = alt.get("logprob") if label in mass else None
         if lp is None:
           continue
-        if isinstance(lp, bool) or not isinstance(lp, (int, float)) or not math.isfinite(lp) or lp > 1e-6:
+        # -Infinity is a valid log-probability (of 0); NaN, +Infinity and 1e6 are not.
+        if isinstance(lp, bool) or not isinstance(lp, (int, float)) or math.isnan(lp) or lp > 1e-6:
           self.count(bad_logprobs=1)
-          logging.warning("judge reply reads %r but lists the logprob %s for %r, not a finite number <= 0: "
+          logging.warning("judge reply reads %r but lists the logprob %s for %r, not a number <= 0: "
                           "using the answer without its probability", answer, self._excerpt(repr(lp), 50), label)
           return label_p
         mass[label] += math.exp(min(float(lp), 0.0))  # rounding may give a certain label 1e-9
