@@ -31,6 +31,11 @@ def system(outputs: str = "", checkpoint: str = "", source: str = "", target: st
 def judge(kind: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       "kind": kind,  # oracle | local | http | none (for the second judge only)
+      # Past this share of failed judgements the run fails after writing its reports (a rerun asks the
+      # failed ones again). 0.05: a healthy LM judge still answers a few percent with something other
+      # than "1"/"2", and failed rows are left out of the win rate, so at 5% the examples it covers stay
+      # close to the set asked; more means an outage or a broken judge, whose win rate should not pass.
+      "max_failure_share": 0.05,
       "oracle": {"quality_fn": ""},  # "module:function" replacing the testbed's q; "" = testbed
       "local": {"path": "", "checkpoint_format": "auto", "tokenizer": "", "dtype": "float32", "batch_size": 8,
                 "max_len": 0, "min_bucket": 64, "chat_template": "auto"},

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from xlra.eval import job
+from xlra.eval.judges import base as judges_base
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from configs import eval as eval_config  # noqa: E402
@@ -136,6 +137,55 @@ def test_http_judge_job_with_oracle_agreement_and_cache(inputs, fake_openai):
   assert fake_openai.calls == 24
   rows = [json.loads(l) for l in open(os.path.join(workdir, "judgements", "ppo_de.jsonl"))]
   assert all(r["cached"] for r in rows if r["judge"] == "judge")
+
+
+def test_failed_judgements_heal_on_rerun_and_fail_the_run_meanwhile(inputs, fake_openai):
+  tmp, base, ppo, bad, examples = inputs
+  workdir = str(tmp / "work")
+
+  def config(**http):
+    c = _config("http", base, ppo, bad, examples)
+    c.judge.http.base_url, c.judge.http.model, c.judge.http.backoff = fake_openai.base_url, "fake", 0.01
+    c.judge.http.update(http)
+    return c
+
+  fake_openai.fault_fn = lambda n, body: ("status", 500)  # an outage
+  with pytest.raises(judges_base.JudgingFailed, match=r"24 of 24 judgements failed \(100.0%; http: 24\), more "
+                     r"than config.judge.max_failure_share=0.05"):
+    job.run(config(max_retries=0), workdir)
+  summary = json.load(open(os.path.join(workdir, "summary.json")))  # the reports are written first
+  assert summary["systems"]["ppo_de"]["failures"] == {"http": 12}
+  # Healthy again: the same command asks every failed judgement once, and the run passes.
+  fake_openai.fault_fn = None
+  calls = fake_openai.calls
+  job.run(config(max_retries=0), workdir)
+  rows = [json.loads(l) for name in ("ppo_de", "bad") for l in open(os.path.join(workdir, "judgements", f"{name}.jsonl"))]
+  assert len(rows) == 24 and all(r["p_a"] is not None for r in rows) and fake_openai.calls == calls + 24
+  # Partly failed: only the failed rows are asked again, the answered ones are reused as they are.
+  os.remove(os.path.join(workdir, "judge_cache.jsonl"))
+  path = os.path.join(workdir, "judgements", "ppo_de.jsonl")
+  kept = [json.loads(l) for l in open(path)]
+  for r in kept[:3]:
+    r.update(p_a=None, error_kind="timeout", error="timeout: no answer")
+  with open(path, "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in kept)
+  calls = fake_openai.calls
+  job.run(config(max_retries=0), workdir)
+  assert fake_openai.calls == calls + 3  # paid again only because the cache was deleted by hand
+  again = [json.loads(l) for l in open(path)]
+  assert all(r["p_a"] is not None for r in again) and again[3:] == kept[3:]
+  job.run(config(max_retries=0), workdir)  # all answered: nothing asked
+  assert fake_openai.calls == calls + 3
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5, float("nan")])
+def test_failure_share_outside_0_1_is_refused_before_judging(inputs, share):
+  tmp, base, ppo, bad, examples = inputs
+  c = _config("oracle", base, ppo, bad, examples)
+  c.judge2.max_failure_share = share
+  with pytest.raises(ValueError, match=r"config.judge2.max_failure_share="):
+    job.run(c, str(tmp / "w"))
+  assert not os.path.exists(tmp / "w" / "judgements")
 
 
 def test_command_line(inputs):

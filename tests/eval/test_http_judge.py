@@ -1,11 +1,14 @@
 """HTTP judge against a real local HTTP server with faults: nothing lost or counted twice, failures
-reported by kind, retries and budget enforced, the API key written nowhere."""
+reported by kind, retries and budget enforced, transient failures never cached, odd replies recorded
+(never a crash), a wall-clock deadline per attempt, redirects refused, the API key written nowhere."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import time
 
 import pytest
 
@@ -13,6 +16,8 @@ from xlra.eval.judges import base
 from xlra.eval.judges.cache import JudgementCache
 from xlra.eval.judges.http import HttpJudge, HttpJudgeConfig, example_order
 from xlra.eval.judges.prompts import parse_answer
+
+from eval.conftest import FakeOpenAI, leaked_key_chars  # tests/ is on sys.path (rootdir conftest)
 
 
 def _requests(n: int, task: str = "dialog") -> list[base.Judgement]:
@@ -107,13 +112,14 @@ def test_hang_past_timeout_is_retried_then_reported(fake_openai, tmp_path):
 
 def test_garbage_is_a_parse_failure_counted_apart(fake_openai, tmp_path):
   reqs = _requests(6)
-  fake_openai.faults = {2: ("garbage", "banana"), 4: ("garbage", "12 is my answer"), 5: ("raw", b"<html>")}
+  fake_openai.faults = {2: ("garbage", "banana"), 4: ("garbage", "12 is my answer"),
+                        5: ("json", lambda r: {**r, "choices": [{"message": {"content": 7}}]})}
   judge = _judge(fake_openai, tmp_path, max_concurrency=1)
   res = judge.judge(reqs)
   kinds = [r.error_kind for r in res]
   assert kinds == [None, base.PARSE, None, base.PARSE, base.PARSE, None]
   assert [r.p_a for r in res if r.ok] == pytest.approx([_expected(reqs[i]) for i in (0, 2, 5)])
-  assert "banana" in res[1].error
+  assert "banana" in res[1].error and "content is a int" in res[4].error
   assert judge.stats["failed_parse"] == 3 and judge.stats["ok"] == 3 and judge.stats["retries"] == 0
   # Parse failures are deterministic at temperature 0: they are cached, not re-asked.
   calls = fake_openai.calls
@@ -184,3 +190,148 @@ def test_cache_survives_a_truncated_last_line(tmp_path):
                                        ("Summary: 1", "1"), ("3", None)])
 def test_parse_answer(text, want):
   assert parse_answer(text) == want
+
+
+# ---- transient replies, odd replies, the cache's own validation ------------------------------------
+
+def _set_logprob(value):
+  def edit(resp):
+    resp["choices"][0]["logprobs"]["content"][0]["top_logprobs"][0]["logprob"] = value  # the "1" entry
+    return resp
+  return edit
+
+
+def _content_parts(resp):
+  message = resp["choices"][0]["message"]
+  message["content"] = [{"type": "text", "text": message["content"]}]
+  return resp
+
+
+BAD_REPLIES = [("raw", b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
+               ("raw", b'{"id": "x", "choices": [{"message": {"content": "1"'),  # cut off
+               ("json", lambda r: {**r, "choices": []}),
+               ("json", lambda r: {"error": {"message": "overloaded"}})]
+
+
+def test_bad_replies_are_retried_and_never_cached(fake_openai, tmp_path):
+  reqs = _requests(len(BAD_REPLIES))
+  fake_openai.faults = {2 * i + 1: f for i, f in enumerate(BAD_REPLIES)}  # each question's first attempt
+  judge = _judge(fake_openai, tmp_path, max_concurrency=1)
+  res = judge.judge(reqs)
+  assert [r.p_a for r in res] == pytest.approx([_expected(q) for q in reqs])
+  assert judge.stats["retries"] == len(BAD_REPLIES) and fake_openai.paid_twice() == 0
+  # Without retries they are failures of their own kind, not cached: the next run asks again and heals.
+  fake_openai.faults = {fake_openai.calls + i: f for i, f in enumerate(BAD_REPLIES, 1)}
+  new = _requests(2 * len(BAD_REPLIES))[len(BAD_REPLIES):]
+  res = _judge(fake_openai, tmp_path, max_retries=0, max_concurrency=1).judge(new)
+  assert [r.error_kind for r in res] == [base.BAD_REPLY] * len(new) and "502 Bad Gateway" in res[0].error
+  calls = fake_openai.calls
+  res = _judge(fake_openai, tmp_path).judge(reqs + new)
+  assert all(r.ok for r in res) and fake_openai.calls == calls + len(new)
+  assert fake_openai.paid_twice() == 0
+
+
+def test_invalid_cache_lines_are_asked_again_not_a_crash(fake_openai, tmp_path):
+  reqs = _requests(4)
+  _judge(fake_openai, tmp_path).judge(reqs)
+  path = tmp_path / "cache.jsonl"
+  recs = [json.loads(line) for line in open(path)]
+  recs[0]["p_first"] = math.nan  # what an Infinity logprob used to leave behind
+  recs[1].update(p_first=None, error_kind=base.PARSE, error="server sent non-JSON")  # an old "final" bad reply
+  del recs[1]["final"]
+  recs[2]["p_first"] = 1.5
+  path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+  calls = fake_openai.calls
+  judge = _judge(fake_openai, tmp_path)
+  assert judge.cache.invalid_lines == 3 and len(judge.cache) == 1
+  res = judge.judge(reqs)
+  assert [r.p_a for r in res] == pytest.approx([_expected(q) for q in reqs])
+  assert fake_openai.calls == calls + 3 and [r.cached for r in res].count(True) == 1
+  judge.close()
+  assert _judge(fake_openai, tmp_path).cache.invalid_lines == 3  # the new answers, written later, win
+
+
+@pytest.mark.parametrize("edit,want_label", [(_content_parts, False), (_set_logprob("abc"), True),
+                                             (_set_logprob(1e6), True), (_set_logprob(math.inf), True),
+                                             (_set_logprob(math.nan), True), (_set_logprob(True), True)])
+def test_odd_replies_are_recorded_never_a_crash(fake_openai, tmp_path, edit, want_label):
+  reqs = _requests(2)
+  fake_openai.faults = {1: ("json", edit), 2: ("json", edit)}
+  judge = _judge(fake_openai, tmp_path, max_concurrency=1)
+  res = judge.judge(reqs)
+  # Bad logprobs: the reply's label (the model's definite answer) is used, counted, and cached.
+  want = [round(_expected(q)) if want_label else _expected(q) for q in reqs]
+  assert [r.p_a for r in res] == pytest.approx(want) and judge.stats["bad_logprobs"] == (2 if want_label else 0)
+  judge.close()
+  again = _judge(fake_openai, tmp_path).judge(reqs)
+  assert fake_openai.calls == 2 and all(r.cached for r in again) and [r.p_a for r in again] == pytest.approx(want)
+
+
+def test_minus_infinity_is_a_probability_of_zero(fake_openai):
+  fake_openai.faults = {1: ("json", _set_logprob(-math.inf))}  # the "1" entry of a reply reading "1"
+  req = _requests(1)[0]
+  judge = _judge(fake_openai)
+  res = judge.judge([req])
+  assert res[0].p_a == (0.0 if example_order(req) else 1.0) and judge.stats["bad_logprobs"] == 0
+
+
+# ---- the deadline and the key ---------------------------------------------------------------------
+
+def test_a_trickling_server_is_cut_at_the_deadline_and_retried(fake_openai):
+  fake_openai.faults = {1: ("trickle", 0.5)}  # a ~500-byte answer at a byte every half second: minutes
+  judge = _judge(fake_openai, timeout=1.0, max_retries=0)
+  start = time.monotonic()
+  res = judge.judge(_requests(1))
+  assert time.monotonic() - start < 2.0 and res[0].error_kind == base.TIMEOUT
+  fake_openai.faults = {2: ("trickle", 0.5)}
+  judge = _judge(fake_openai, timeout=1.0, max_retries=1)
+  start = time.monotonic()
+  res = judge.judge(_requests(1))
+  assert time.monotonic() - start < 3.0 and res[0].ok and judge.stats["retries"] == 1
+
+
+KEY = "sk-test-PLANTED-0123456789abcdefghijklmn"
+
+
+def _straddling(cut: int, prefix: int) -> list[int]:
+  """Offsets that put the key (after `prefix` characters of its header) across character `cut`."""
+  start = cut - prefix
+  return [start - len(KEY) // 2, start - 3, start - len(KEY) + 2]
+
+
+@pytest.mark.parametrize("fault", [("echo", 500, o) for o in _straddling(300, len("Bearer "))]
+                         + [("raw", b"x" * o + b"{auth}" + b"y" * 300) for o in _straddling(200, len("Bearer "))]
+                         + [("garbage", "x" * o + "{auth}") for o in _straddling(100, len("Bearer "))])
+def test_key_is_redacted_before_any_cut(fake_openai, tmp_path, monkeypatch, caplog, fault):
+  monkeypatch.setenv("XLRA_TEST_JUDGE_KEY", KEY)
+  caplog.set_level(logging.DEBUG)
+  fake_openai.fault_fn = lambda n, body: fault
+  judge = _judge(fake_openai, tmp_path, api_key_env="XLRA_TEST_JUDGE_KEY", max_retries=1)
+  res = judge.judge(_requests(1))
+  judge.close()
+  assert not res[0].ok and fake_openai.calls == (1 if fault[0] == "garbage" else 2)
+  written = repr(res) + caplog.text + (open(tmp_path / "cache.jsonl").read() if fault[0] == "garbage" else "")
+  assert leaked_key_chars(written, KEY) == 0
+
+
+def test_redirects_are_refused_and_the_key_goes_nowhere_else(fake_openai, monkeypatch, caplog):
+  monkeypatch.setenv("XLRA_TEST_JUDGE_KEY", KEY)
+  elsewhere = FakeOpenAI()
+  try:
+    fake_openai.fault_fn = lambda n, body: ("redirect", elsewhere.base_url + "/chat/completions?token=t")
+    judge = _judge(fake_openai, api_key_env="XLRA_TEST_JUDGE_KEY")
+    res = judge.judge(_requests(2))
+    assert [r.error_kind for r in res] == [base.HTTP] * 2 and judge.stats["retries"] == 0
+    assert elsewhere.calls == 0 and elsewhere.with_key() == 0 and fake_openai.with_key() == 2
+    origin = elsewhere.base_url.removesuffix("/v1")
+    assert f"redirects to {origin}: not followed" in res[0].error and "token" not in res[0].error
+  finally:
+    elsewhere.close()
+
+
+@pytest.mark.parametrize("field,value", [("backoff", -1.0), ("backoff_max", -1.0), ("backoff", math.nan),
+                                         ("timeout", math.inf), ("timeout", 0.0), ("max_tokens", 0),
+                                         ("temperature", -0.5), ("max_retries", -1)])
+def test_config_values_that_would_fail_mid_run_are_refused(field, value):
+  with pytest.raises(ValueError, match=f"HttpJudgeConfig.{field}="):
+    HttpJudgeConfig(base_url="http://127.0.0.1:1/v1", model="m", **{field: value})

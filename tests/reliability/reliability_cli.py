@@ -228,3 +228,20 @@ def eval_inputs(directory, n: int) -> tuple[str, str]:
   base = write("sft", lambda i: 3)
   a, b = write("a", lambda i: 1 + i % 5), write("b", lambda i: 2 + (3 * i) % 4)
   return base, f"a={a},b={b}"
+
+
+def key_chars_written(paths: list[str], key: str) -> dict[str, int]:
+  """For each file that holds a piece (8+ characters) of `key`: the longest piece's length."""
+  from eval.conftest import leaked_key_chars  # tests/ is on sys.path
+
+  found = {}
+  for path in paths:
+    with open(path, "rb") as f:
+      n = leaked_key_chars(f.read().decode("utf-8", "replace"), key)
+    if n:
+      found[path] = n
+  return found
+
+
+def files_under(directory: str) -> list[str]:
+  return [os.path.join(d, n) for d, _, names in os.walk(directory) for n in names]

@@ -2,7 +2,11 @@
 
 Tests add to them as they go: a kill is "tried" when SIGKILL hit a live run and "survived" when the
 restarted run ended bitwise equal to an uninterrupted one; likewise corruptions; a bad input is
-"clear" when it ended in an error naming its field (or a counted skip), never an opaque failure.
+"clear" when it ended in an error naming its field (or a counted skip), never an opaque failure. Judge
+faults are failures a fake judge server served; a judgement is "recovered" when it failed (in an
+attempt or a whole run) and ended answered; a request is "paid twice" when a question that had a
+completion got another; key characters written: the longest piece (8+ characters) of a planted API
+key found in each file or captured output, summed.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from __future__ import annotations
 import collections
 
 ORDER = ("kills_tried", "kills_survived", "corruptions_tried", "corruptions_survived", "bad_inputs_tried",
-         "bad_inputs_clear", "judgements_expected", "judgements_lost", "judgements_duplicated", "key_leaks")
+         "bad_inputs_clear", "judgements_expected", "judgements_lost", "judgements_duplicated", "key_leaks",
+         "judge_faults_injected", "judgements_recovered", "requests_paid_twice", "key_chars_written")
 
 TALLY: collections.Counter = collections.Counter()
 NOTES: list[str] = []  # one line per kill or corruption: where it hit
@@ -32,5 +37,7 @@ def summary_lines() -> list[str]:
            f"counted skip",
            f"judgements lost: {t['judgements_lost']}, duplicated: {t['judgements_duplicated']} "
            f"(of {t['judgements_expected']} expected)",
-           f"API key leaks: {t['key_leaks']}"]
+           f"judge faults injected: {t['judge_faults_injected']}, judgements recovered: "
+           f"{t['judgements_recovered']}, requests paid twice: {t['requests_paid_twice']}",
+           f"API key leaks: {t['key_leaks']}, key characters written anywhere: {t['key_chars_written']}"]
   return lines + [f"  {n}" for n in NOTES]

@@ -1,6 +1,8 @@
 """Security: weights only from safetensors or orbax (no pickle anywhere in the package, and a pickle
 checkpoint is refused without being opened), remote code never executed, and an API key that comes
-only from the environment and ends up in no file of an evaluation's workdir and in nothing it prints."""
+only from the environment and ends up in no file of an evaluation's workdir and in nothing it prints,
+not even in part: a server echoing it across the cut of an error message, a parse message or a non-JSON
+body, and a redirect to another server (which must receive nothing)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import shutil
 import pytest
 
 import reliability_tally as tally
-from reliability_cli import REPO, Job, eval_inputs
+from reliability_cli import REPO, Job, config_module, eval_inputs, files_under, key_chars_written
 
 PACKAGE_DIRS = ("xlra", "configs")
 UNPICKLERS = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
@@ -148,19 +150,53 @@ def test_planted_api_key_is_in_no_file_and_no_output_of_an_evaluation(tmp_path, 
       f"--config.baseline.outputs={base}", f"--config.system_outputs={systems}",
       f"--config.judge.http.base_url={fake_judge.base_url}", "--config.judge.http.model=fake",
       "--config.judge.http.api_key_env=XLRA_RELIABILITY_JUDGE_KEY", "--config.judge.http.backoff=0.01",
-      "--config.judge.http.max_concurrency=1", "--config.winrate.n_boot=100"],
+      "--config.judge.http.max_concurrency=1", "--config.winrate.n_boot=100",
+      "--config.judge.max_failure_share=1.0"],  # the 401 is a kept failure, here on purpose
       str(tmp_path / "logs"), env={**cli_env, "XLRA_RELIABILITY_JUDGE_KEY": key})
   job.run()
   assert all(h.get("Authorization") == f"Bearer {key}" for h in fake_judge.headers)  # it was used
   rows = [json.loads(line) for name in ("a", "b") for line in open(workdir / "judgements" / f"{name}.jsonl")]
   assert sum(r["error_kind"] == "http" for r in rows) == 1  # the 401's error (with the echo) was kept
-  checked, leaks = [job.log], []
-  for d, _, names in os.walk(workdir):
-    checked += [os.path.join(d, n) for n in names]
-  for path in checked:
-    with open(path, "rb") as f:
-      if key.encode() in f.read():
-        leaks.append(os.path.relpath(path, tmp_path))
-  tally.add(key_leaks=len(leaks))
+  checked = [job.log] + files_under(str(workdir))
+  leaks = key_chars_written(checked, key)
+  tally.add(key_leaks=len(leaks), key_chars_written=sum(leaks.values()))
   tally.note(f"planted API key searched in {len(checked)} files (workdir + captured output): {len(leaks)} hits")
-  assert len(checked) >= 6 and leaks == []
+  assert len(checked) >= 6 and leaks == {}
+
+
+def test_key_echoed_across_every_cut_or_sent_after_a_redirect_is_written_nowhere(tmp_path, fake_judge, monkeypatch,
+                                                                                caplog):
+  from eval.conftest import FakeOpenAI
+  from xlra.eval import job
+
+  key = "sk-PLANTED-cuts-4b8e1f9a2c7d5e3f0a1b"
+  monkeypatch.setenv("XLRA_RELIABILITY_JUDGE_KEY", key)
+  caplog.set_level("DEBUG")
+  elsewhere = FakeOpenAI()  # counts what reaches it, with or without the key
+  # Each puts "Bearer KEY" across a cut: 300 characters of an error body, 200 of a non-JSON body, 100 of a
+  # reply's text (a parse failure, cached); then a redirect to another 127.0.0.1 server.
+  at = lambda cut: cut - len("Bearer ") - len(key) // 2
+  faults = [("echo", 500, at(300)), ("echo", 401, at(300) + 10), ("raw", b"x" * at(200) + b"{auth}" + b"y" * 300),
+            ("garbage", "x" * at(100) + "{auth}"), ("redirect", elsewhere.base_url + "/chat/completions")]
+  fake_judge.fault_fn = lambda n, body: faults[(n - 1) // 2] if n <= 2 * len(faults) else None
+  c = config_module("eval").get_config("http")
+  c.baseline.outputs, c.system_outputs = eval_inputs(tmp_path, 6)  # 12 judgements
+  h = c.judge.http
+  h.base_url, h.model, h.api_key_env, h.max_retries, h.backoff, h.max_concurrency = (
+      fake_judge.base_url, "fake", "XLRA_RELIABILITY_JUDGE_KEY", 0, 0.01, 1)
+  c.judge.max_failure_share, c.winrate.n_boot = 1.0, 100
+  workdir = tmp_path / "work"
+  try:
+    job.run(c, str(workdir))
+  finally:
+    elsewhere.close()
+  rows = [json.loads(line) for name in ("a", "b") for line in open(workdir / "judgements" / f"{name}.jsonl")]
+  assert sum(r["p_a"] is None for r in rows) == 2 * len(faults) and fake_judge.with_key() == fake_judge.calls
+  assert elsewhere.calls == 0 and elsewhere.with_key() == 0
+  (tmp_path / "captured.log").write_text(caplog.text)
+  checked = files_under(str(workdir)) + [str(tmp_path / "captured.log")]
+  leaks = key_chars_written(checked, key)
+  tally.add(judge_faults_injected=2 * len(faults), key_leaks=len(leaks), key_chars_written=sum(leaks.values()))
+  tally.note(f"API key echoed across every cut and redirected: {len(checked)} files searched, "
+             f"{sum(leaks.values())} key characters found, {elsewhere.with_key()} requests with the key elsewhere")
+  assert leaks == {}

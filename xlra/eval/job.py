@@ -6,11 +6,14 @@ summary JSON and a Markdown table.
 Workdir layout:
   outputs/NAME.jsonl       generated outputs of systems given as checkpoints (xlra.eval.generate)
   judgements/NAME.jsonl    one row per example: id, lang, task, p_a (P(system beats baseline)), error...
-  judgements/NAME.meta.json  fingerprint of the inputs and judge; a matching one means "already judged"
+  judgements/NAME.meta.json  fingerprint of the inputs and judge; with a matching one, the answered rows
+                           are reused and only the failed ones are judged again
   judge_cache.jsonl        the HTTP judge's request cache (a resumed run sends no repeated request)
   summary.json, summary.md win rates with intervals per system and language, failures, agreement
 
-A is always the system, B the baseline. A failed judgement is reported by kind, never scored.
+A is always the system, B the baseline. A failed judgement is reported by kind, never scored, and is
+not a result: the next run asks it again. A run where a judge's failed share exceeds its
+`max_failure_share` writes its rows and summaries, then fails (base.JudgingFailed) saying how many and why.
 """
 
 from __future__ import annotations
@@ -144,25 +147,44 @@ def _row(key, req: base.Judgement, res: base.JudgeResult, name: str, baseline: s
           "p_a": res.p_a, "error_kind": res.error_kind, "error": res.error, "cached": res.cached}
 
 
+def _answered(out_path: str, meta_path: str, fp: str) -> tuple[list[dict], dict[tuple, dict], dict] | None:
+  """(rows, the answered ones by (judge, id, lang), skipped) of an earlier run with the same inputs, or None."""
+  if not (os.path.exists(meta_path) and os.path.exists(out_path)):
+    return None
+  meta = files.read_json(meta_path)
+  if meta["fingerprint"] != fp:
+    return None
+  rows = files.read_jsonl(out_path)
+  return rows, {(r["judge"], r["id"], r["lang"]): r for r in rows if r["p_a"] is not None}, meta["skipped"]
+
+
 def judge_system(name: str, sc, config, workdir: str, judges: dict[str, base.Judge], base_rows: dict,
                  base_path: str, examples: dict | None) -> tuple[list[dict], dict]:
-  """Per-example rows for one system (reused from a finished earlier run when nothing changed)."""
+  """Per-example rows for one system. With the same inputs as an earlier run its answered rows are
+  reused and only its failed judgements are asked again (the HTTP judge's cache answers final parse
+  failures without a request)."""
   path = _system_outputs(name, sc, config, workdir)
   out_path = os.path.join(workdir, "judgements", f"{name}.jsonl")
   meta_path = out_path.replace(".jsonl", ".meta.json")
   fp = _fingerprint(config.judge.to_dict(), config.judge2.to_dict(), config.task,
                     paths=(path, base_path, config.examples))
-  if os.path.exists(meta_path) and os.path.exists(out_path) and files.read_json(meta_path)["fingerprint"] == fp:
-    meta = files.read_json(meta_path)
+  earlier = _answered(out_path, meta_path, fp)
+  if earlier is not None and len(earlier[1]) == len(earlier[0]):
     logging.info("eval %s: judged earlier with the same inputs, reusing %s", name, out_path)
-    return files.read_jsonl(out_path), meta["skipped"]
+    return earlier[0], earlier[2]
+  answered = earlier[1] if earlier is not None else {}
+  if answered:
+    logging.info("eval %s: reusing %d answered judgements, asking the %d failed ones again", name,
+                 len(answered), len(earlier[0]) - len(answered))
   sys_rows = read_outputs(path, config.task)
   needs_example = any(j.name == "oracle" for j in judges.values())
   keys, reqs, skipped = _requests(sys_rows, base_rows, examples, name, needs_example)
   rows = []
   for jname, judge in judges.items():
-    results = _judge_all(judge, reqs, config.chunk, f"{name} ({jname})")
-    rows += [_row(k, q, r, name, config.baseline_name, jname) for k, q, r in zip(keys, reqs, results)]
+    todo = [i for i, k in enumerate(keys) if (jname, *k) not in answered]
+    fresh = dict(zip(todo, _judge_all(judge, [reqs[i] for i in todo], config.chunk, f"{name} ({jname})")))
+    rows += [answered.get((jname, *k)) or _row(k, q, fresh[i], name, config.baseline_name, jname)
+             for i, (k, q) in enumerate(zip(keys, reqs))]
   files.write_jsonl(out_path, rows)
   files.write_json(meta_path, {"fingerprint": fp, "skipped": dict(skipped), "outputs": path})
   return rows, dict(skipped)
@@ -231,6 +253,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
   systems_cfg = _systems(config)
   if config.winrate.mode not in winrate.MODES:
     raise ValueError(f"config.winrate.mode={config.winrate.mode!r}: choose one of {winrate.MODES}")
+  shares = {k: base.validate_failure_share(config[k].max_failure_share, f"config.{k}.max_failure_share")
+            for k in ("judge", "judge2")}
   os.makedirs(workdir, exist_ok=True)
   judges = {"judge": build_judge(config.judge, workdir)}
   if judges["judge"] is None:
@@ -255,3 +279,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
     if hasattr(j, "close"):
       j.close()
   logging.info("eval: wrote %s\n%s", os.path.join(workdir, "summary.md"), markdown(summary))
+  for k, j in judges.items():
+    base.check_failure_share([r["error_kind"] for r in rows if r["judge"] == k], shares[k],
+                             f"eval ({k}: {config[k].kind})", f"config.{k}.max_failure_share")

@@ -11,20 +11,22 @@ import abc
 import dataclasses
 import threading
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 TASKS = ("summarization", "dialog")
 TASK_ALIASES = {"summarize": "summarization"}  # the testbed's task name
 
-# Failure kinds. `parse`: the judge answered but not with "1"/"2"; the rest are transport or budget
+# Failure kinds. `parse`: the judge answered but not with "1"/"2"; `bad_reply`: a 200 that is no chat
+# completion (an HTML error page from a proxy, cut-off JSON, no choices); the rest are transport or budget
 # problems (the judge never answered). Reports list them separately.
 PARSE = "parse"
+BAD_REPLY = "bad_reply"
 HTTP = "http"
 TIMEOUT = "timeout"
 CONNECTION = "connection"
 BUDGET = "budget"
 TOO_LONG = "too_long"
-FAILURE_KINDS = (PARSE, HTTP, TIMEOUT, CONNECTION, BUDGET, TOO_LONG)
+FAILURE_KINDS = (PARSE, BAD_REPLY, HTTP, TIMEOUT, CONNECTION, BUDGET, TOO_LONG)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +123,40 @@ class Judge(abc.ABC):
     """A copy of the counters (a Counter: missing names read 0)."""
     with self._stats_lock:
       return Counter(self._stats)
+
+
+class JudgingFailed(RuntimeError):
+  """More judgements failed than the configured share allows; the rows and reports are written first."""
+
+
+def failures_by_kind(error_kinds: Iterable[str | None]) -> Counter:
+  """Failed judgements per kind, from each judgement's error_kind (None: answered). Takes
+  `[r.error_kind for r in results]` as well as the `error_kind` column of judgement rows."""
+  return Counter(k for k in error_kinds if k is not None)
+
+
+def check_failure_share(error_kinds: Sequence[str | None], max_share: float, what: str, field: str) -> None:
+  """Raise JudgingFailed when more than `max_share` of the judgements failed, saying how many and why.
+
+  A failed judgement is left out of the win rate, not scored, so a large failed share silently changes
+  which examples the rate is over (failures correlate with long outputs and overloaded servers).
+  `what` names the judged thing in the message, `field` the config field that sets the share.
+  """
+  kinds = failures_by_kind(error_kinds)
+  failed, total = sum(kinds.values()), len(error_kinds)
+  if total and failed / total > max_share:
+    detail = ", ".join(f"{k}: {n}" for k, n in kinds.most_common())
+    raise JudgingFailed(f"{what}: {failed} of {total} judgements failed ({100 * failed / total:.1f}%; {detail}), "
+                        f"more than {field}={max_share}. Transient failures (http, timeout, connection, "
+                        "bad_reply, budget) are asked again by rerunning the same command; answered ones come "
+                        "from the cache and cost nothing")
+
+
+def validate_failure_share(value: Any, field: str) -> float:
+  """`value` as a share in [0, 1], or a ValueError naming `field`."""
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    raise ValueError(f"{field}={value!r}: must be a share in [0, 1] (0 refuses any failed judgement)")
+  return float(value)
 
 
 def order_average(p_first_ab: float, p_first_ba: float) -> float:

@@ -3,6 +3,8 @@
 Why JSONL and not sqlite: appends are crash-safe without a journal, the file is greppable, and several
 evaluation runs can be concatenated. A process killed mid-write leaves at most one truncated last
 line; loading skips (and counts) unreadable lines, and the next append starts on a fresh line.
+An owner may pass `valid`: records it rejects are neither loaded (counted, so they are asked again)
+nor written.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import hashlib
 import json
 import os
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 
@@ -25,11 +27,14 @@ def cache_key(*parts: Any) -> str:
 class JudgementCache:
   """Maps a request key to the stored record. Thread-safe; one writer process per file."""
 
-  def __init__(self, path: str):
+  def __init__(self, path: str, valid: Callable[[dict], str | None] | None = None):
+    """valid(record) -> None, or why the record is no usable answer."""
     self.path = path
+    self._valid = valid
     self._lock = threading.Lock()
     self._records: dict[str, dict] = {}
     self.unreadable_lines = 0
+    self.invalid_lines = 0
     self._file = None
     if os.path.exists(path):
       self._load()
@@ -42,11 +47,19 @@ class JudgementCache:
         continue
       try:
         rec = json.loads(line)
-        self._records[rec["key"]] = rec
+        key = rec["key"]
       except (ValueError, KeyError, TypeError):
         self.unreadable_lines += 1
         logging.warning("judge cache %s: skipped unreadable line %d (a write interrupted by a crash?)",
                         self.path, lineno)
+        continue
+      why = self._valid(rec) if self._valid is not None else None
+      if why is not None:  # an earlier version's record, or a hand edit: not an answer, so ask again
+        self.invalid_lines += 1
+        logging.warning("judge cache %s: ignored line %d (%s); that question will be asked again",
+                        self.path, lineno, why)
+        continue
+      self._records[key] = rec
 
   def __len__(self) -> int:
     with self._lock:
@@ -63,6 +76,9 @@ class JudgementCache:
   def put(self, key: str, record: dict) -> None:
     """Append `record` (with its key) and make it durable before returning."""
     rec = {"key": key, **record}
+    why = self._valid(rec) if self._valid is not None else None
+    if why is not None:  # the owner validates before it puts: reaching here is a bug, never a silent skip
+      raise ValueError(f"judge cache {self.path}: refusing to store record {rec!r}: {why}")
     line = (json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
     with self._lock:
       if self._file is None:
