@@ -23,12 +23,13 @@ def _sigmoid(x: float) -> float:
 
 def test_pairwise_noise_is_bradley_terry():
   ex = tb.generate_split("en", "summarize", "eval", 1, 0)[0]
-  worse = ex.reference.rstrip(".")  # q = 0.95
-  ann = tb.Annotator(temperature=0.05, biases={})
+  worse = ex.reference.rstrip(".")  # q = 1 - the missing end mark's penalty
+  temperature = 1.0 - tb.quality(ex, worse)  # so that P(reference preferred) = sigmoid(1)
+  ann = tb.Annotator(temperature=temperature, biases={})
   # Many independent judgements: vary the annotator seed.
-  wins = np.mean([tb.Annotator(temperature=0.05, biases={}, seed=s).prefers_first(ex, ex.reference, worse)
+  wins = np.mean([tb.Annotator(temperature=temperature, biases={}, seed=s).prefers_first(ex, ex.reference, worse)
                   for s in range(2000)])
-  expected = _sigmoid((1.0 - 0.95) / 0.05)
+  expected = _sigmoid(1.0)
   assert abs(wins - expected) < 3 * math.sqrt(expected * (1 - expected) / 2000)
   # Same seed, same judgement; and the judgement does not depend on the batch around it.
   assert ann.prefers_first(ex, ex.reference, worse) == ann.prefers_first(ex, ex.reference, worse)

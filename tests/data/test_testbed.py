@@ -4,6 +4,7 @@ ranking, robustness of q on arbitrary strings, translation."""
 from __future__ import annotations
 
 import collections
+import math
 import json
 import os
 import re
@@ -142,18 +143,24 @@ def test_q_hand_computed_summarization():
   assert tb.quality(ex, ex.reference) == 1.0
   assert tb.quality(ex, "") == 0.0
   # One of five facts missing: coverage 4/5, nothing else wrong.
-  assert tb.quality(ex, ex.reference.replace(f" of {org}", "")) == pytest.approx(0.8)
+  assert tb.quality(ex, ex.reference.replace(f" of {org}", "")) == pytest.approx(math.exp(-0.7 * 0.2))
   # The actor replaced by a distractor name: coverage 4/5, distractor penalty 0.25.
   spec = {**tb.reference_spec(ex), "overrides": {"actor": ex.world["distractors"][0]["actor"]}}
   swapped = tb.render(ex, spec)
   assert swapped != ex.reference
-  assert tb.quality(ex, swapped) == pytest.approx(0.8 - 0.25)
-  # An extra filler sentence (6 words, inside the 6-word slack): -0.1.
-  assert tb.quality(ex, ex.reference + " This is really very interesting news.") == pytest.approx(0.9)
-  # A 7-word filler is one word over the budget: another 0.05.
-  assert tb.quality(ex, ex.reference + " Much more could be said about this.") == pytest.approx(0.85)
-  # Missing final full stop: -0.05.
-  assert tb.quality(ex, ex.reference.rstrip(".")) == pytest.approx(0.95)
+  assert tb.quality(ex, swapped) == pytest.approx(math.exp(-0.7 * (1 - (0.8 - 0.25))))
+  # An extra filler sentence (6 words, inside the 6-word slack): a factor 0.5.
+  assert tb.quality(ex, ex.reference + " This is really very interesting news.") == pytest.approx(0.5)
+  # A 7-word filler is one word over the budget: another factor 0.95.
+  assert tb.quality(ex, ex.reference + " Much more could be said about this.") == pytest.approx(0.5 * 0.95)
+  # Missing final full stop: a factor 0.5; the no_end flaw renders exactly that.
+  assert tb.quality(ex, ex.reference.rstrip(".")) == pytest.approx(0.5)
+  assert tb.render(ex, {**tb.reference_spec(ex), "no_end": True}) == ex.reference.rstrip(".")
+  # A German sentence left in (fragment): its German words lower the language share.
+  frag = tb.render(ex, {**tb.reference_spec(ex), "fragment": ["de", 0]})
+  assert frag == ex.reference + " Die Anwohner begrüßten die Nachricht."
+  parts = tb.quality_parts(ex, frag)
+  assert 0 < parts["language"] < 1.0 and parts["q"] == pytest.approx(0.1 + 0.9 * parts["language"])
   # The same sentence twice: trigram repetition r = 1 - unique/total, and 2 * n words over budget.
   n = len(ex.reference.split())
   toks = re.findall(r"\d{1,3}(?:,\d{3})+|\d+|[^\W\d_]+", ex.reference.lower())
@@ -164,7 +171,8 @@ def test_q_hand_computed_summarization():
   # Written in German: no English word, language factor 0.1.
   german = tb.render(ex, {**tb.reference_spec(ex), "lang": "de"})
   parts = tb.quality_parts(ex, german)
-  assert parts["language"] == 0.0 and parts["q"] == pytest.approx(0.1 * content(parts["coverage"] - parts["penalty"]))
+  assert parts["language"] == 0.0
+  assert parts["q"] == pytest.approx(0.1 * content(parts["coverage"] - parts["penalty"]) * parts["form"])
 
 
 def test_q_hand_computed_dialog():
@@ -173,11 +181,11 @@ def test_q_hand_computed_dialog():
   n_facts, k = len(ex.facts), ex.constraints["k"]
   assert tb.quality(ex, ex.reference) == 1.0
   opener = next(p for p in langs.get("en").polite if ex.reference.startswith(p))
-  assert tb.quality(ex, ex.reference[len(opener):].strip()) == pytest.approx(1 - 0.15)  # asked to be polite
+  assert tb.quality(ex, ex.reference[len(opener):].strip()) == pytest.approx(0.5)  # asked to be polite
   plans = ex.reference[ex.reference.index("Plans: "):]
   items = plans[len("Plans: "):-1].replace(" and ", ", ").split(", ")
   fewer = ex.reference.replace(plans, "Plans: " + items[0] + ".")
-  assert tb.quality(ex, fewer) == pytest.approx((n_facts + 1) / (n_facts + k))
+  assert tb.quality(ex, fewer) == pytest.approx(content((n_facts + 1) / (n_facts + k)))
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -249,7 +257,7 @@ def test_q_punishes_degenerate_outputs():
   for ex in _examples_for_fuzz():
     assert tb.quality(ex, ex.prompt) < 0.6  # copying the whole input: distractors, far over budget
     assert tb.quality(ex, ex.reference * 50) < 0.2
-    assert tb.quality(ex, "1234 5678 ...") < 1e-3  # invented numbers, no words
+    assert tb.quality(ex, "1234 5678 ...") < 0.05  # invented numbers, no words: language factor 0.1
     assert tb.quality(ex, "\x00\ufffd" * 1000) == 0.0
 
 
@@ -313,9 +321,9 @@ def test_translate_pairs_keeps_the_annotators_choice():
 
 
 def test_q_keeps_ranking_below_zero_content():
-  # Linear above the floor, positive and increasing below it: a sample with more errors still loses.
-  assert content(0.5) == 0.5 and content(1.3) == 1.0 and content(0.01) == pytest.approx(0.01)
-  assert 0 < content(-3.0) < content(-1.0) < content(-0.2) < content(0.0) < content(0.01)
+  # 1 for a faithful answer, positive and increasing below: a sample with more errors still loses.
+  assert content(1.3) == content(1.0) == 1.0 and content(0.0) == pytest.approx(math.exp(-0.7))
+  assert 0 < content(-3.0) < content(-1.0) < content(-0.2) < content(0.0) < content(0.5) < 1.0
   ex = tb.generate_split("en", "dialog", "eval", 1, 0)[0]
   name = ex.world["distractors"][0]["actor"]
   one_wrong = tb.quality(ex, f"{name} did it. Plans: nothing.")

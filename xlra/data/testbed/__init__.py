@@ -18,7 +18,7 @@ API (everything deterministic from its seed):
   quality(example, output) -> float in [0, 1]   the gold q (fast, total on any string)
   quality_parts(example, output) -> dict        its components
 
-  Annotator(temperature=0.35, threshold=0.75, pointwise_temperature=0.1, biases=DEFAULT_BIASES, seed=0)
+  Annotator(temperature=0.3, threshold=0.75, pointwise_temperature=0.1, biases=DEFAULT_BIASES, seed=0)
   pairwise_preferences(examples, outputs_a, outputs_b, annotator=None) -> [bool]   True: a preferred
   pointwise_labels(examples, outputs, annotator=None) -> [bool]                    True: good
   agreement(annotator, examples, outputs_a, outputs_b) -> {pairs, agreement_with_q, inter_annotator}
@@ -29,6 +29,8 @@ API (everything deterministic from its seed):
   translate(example, to_lang, error_rate=0.0, seed=0) -> Example
   translate_candidate(example, spec, to_lang, error_rate=0.0, seed=0) -> str
   translate_pairs(pairs, tb.index(), to_lang, error_rate=0.0, seed=0) -> [dict]   translate-train RM data
+  shuffled_labels(records, kind, seed) -> [dict]   the same RM records with labels shuffled (placebo RMs)
+  q_variance(examples, samples) -> dict         within-prompt variance of log q split by q's components
   Stream(*key)                                  the named random stream every draw comes from
 
 Modules: langs/ (one per language: lexicon and sentence renderers), world (events and values), tasks
@@ -38,14 +40,16 @@ Modules: langs/ (one per language: lexicon and sentence renderers), world (event
 from xlra.data.testbed.annotators import DEFAULT_BIASES, Annotator, agreement, pairwise_preferences, pointwise_labels
 from xlra.data.testbed.corruptions import KINDS, corrupt, sample_candidate
 from xlra.data.testbed.langs import CODES as LANGUAGES
+from xlra.data.testbed.q_variance import q_variance
 from xlra.data.testbed.quality import quality, quality_parts
 from xlra.data.testbed.seeding import Stream
 from xlra.data.testbed.splits import (SPLITS, Testbed, base_corpus, build, generate_split, pointwise_examples,
-                                      preference_pairs, probe_pairs)
+                                      preference_pairs, probe_pairs, shuffled_labels)
 from xlra.data.testbed.tasks import TASKS, Example, reference_spec, render
 from xlra.data.testbed.translate import translate, translate_candidate, translate_pairs
 
 __all__ = ["DEFAULT_BIASES", "KINDS", "LANGUAGES", "SPLITS", "TASKS", "Annotator", "Example", "Stream", "Testbed",
            "agreement", "base_corpus", "build", "corrupt", "generate_split", "pairwise_preferences",
-           "pointwise_examples", "pointwise_labels", "preference_pairs", "probe_pairs", "quality", "quality_parts",
-           "reference_spec", "render", "sample_candidate", "translate", "translate_candidate", "translate_pairs"]
+           "pointwise_examples", "pointwise_labels", "preference_pairs", "probe_pairs", "q_variance", "quality",
+           "quality_parts",
+           "reference_spec", "render", "sample_candidate", "shuffled_labels", "translate", "translate_candidate", "translate_pairs"]

@@ -9,17 +9,24 @@ to drop, no distractor value for that slot). Every corruption lowers q below the
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 from xlra.data.testbed import langs, world
 from xlra.data.testbed.langs.base import OPTIONAL_SLOTS
 from xlra.data.testbed.seeding import Stream
 from xlra.data.testbed.tasks import DISTRACTOR_SLOTS, Example, reference_spec, render
 
-KINDS = ("drop", "swap", "hallucinate", "wrong_language", "repetition", "truncation", "filler")
+KINDS = ("drop", "swap", "hallucinate", "wrong_language", "repetition", "truncation", "filler", "no_end",
+         "fragment")
 DIALOG_KINDS = ("impolite", "extra_item")
-# Relative frequency of each kind among sampled corruptions (wrong language is rare but catastrophic).
-WEIGHTS = {"drop": 1.0, "swap": 1.0, "hallucinate": 1.0, "wrong_language": 0.4, "repetition": 0.6,
-           "truncation": 0.6, "filler": 0.8, "impolite": 0.6, "extra_item": 0.6}
+# Relative frequency of each kind among sampled corruptions: about two thirds of them flaws that show in
+# the answer or against the request, as in what SFT policies get wrong (wrong language is rare but
+# catastrophic); fact errors (drop, swap, hallucinate) the rest.
+WEIGHTS = {"drop": 0.7, "swap": 0.5, "hallucinate": 0.5, "wrong_language": 0.4, "repetition": 0.6,
+           "truncation": 0.6, "filler": 0.8, "no_end": 0.8, "fragment": 0.5, "impolite": 0.6, "extra_item": 0.6}
+# Flaws that show in the answer itself or against simple features of the request (SFT_FLAWS' kinds):
+# what a reward model can see without checking a fact against the prompt.
+VISIBLE = ("wrong_language", "repetition", "truncation", "filler", "no_end", "fragment", "impolite", "extra_item")
 
 
 def _stated(ex: Example, spec: dict) -> list[str]:
@@ -101,6 +108,17 @@ def filler(ex: Example, spec: dict, rng: Stream) -> dict | None:
   return out
 
 
+def no_end(ex: Example, spec: dict, rng: Stream) -> dict | None:
+  """The final punctuation mark left off (a language-independent token)."""
+  return None if spec.get("no_end") else {**copy.deepcopy(spec), "no_end": True}
+
+
+def fragment(ex: Example, spec: dict, rng: Stream) -> dict | None:
+  """A sentence in another testbed language appended (code-switching a multilingual model slips into)."""
+  other = langs.get(rng.choice([c for c in langs.CODES if c != ex.lang]))
+  return {**copy.deepcopy(spec), "fragment": [other.code, rng.integers(len(other.background))]}
+
+
 def impolite(ex: Example, spec: dict, rng: Stream) -> dict | None:
   if not ex.constraints["polite"] or spec["polite"] is None:
     return None
@@ -117,8 +135,8 @@ def extra_item(ex: Example, spec: dict, rng: Stream) -> dict | None:
 
 
 CORRUPTIONS = {"drop": drop, "swap": swap, "hallucinate": hallucinate, "wrong_language": wrong_language,
-               "repetition": repetition, "truncation": truncation, "filler": filler, "impolite": impolite,
-               "extra_item": extra_item}
+               "repetition": repetition, "truncation": truncation, "filler": filler, "no_end": no_end,
+               "fragment": fragment, "impolite": impolite, "extra_item": extra_item}
 
 
 def kinds_for(ex: Example) -> tuple[str, ...]:
@@ -170,3 +188,19 @@ def sample_candidate(ex: Example, rng: Stream, p_clean: float = 0.25, max_corrup
         spec = new
         applied.append(kind)
   return render(ex, spec), spec, applied
+
+
+def flawed_reference(ex: Example, rates: dict[str, float], seed: int) -> Example:
+  """`ex` with its reference rewritten as an SFT target drawn from a flaw mixture: each flaw kind of
+  `rates` (kind -> probability) applied independently, where it applies (impolite only when politeness
+  was asked for). Real SFT corpora carry such flaws; an SFT policy trained on them reproduces them at
+  random per sample, which is what best-of-n and PPO can remove. Keyed by the example id."""
+  unknown = set(rates) - set(CORRUPTIONS)
+  if unknown:
+    raise ValueError(f"config.data.sft_flaws has unknown kinds {sorted(unknown)}; known: {', '.join(CORRUPTIONS)}")
+  rng = Stream(seed, "sft-flaws", ex.id)
+  spec = reference_spec(ex)
+  for kind, rate in rates.items():
+    if rate > 0 and rng.random() < rate:
+      spec = CORRUPTIONS[kind](ex, spec, rng) or spec
+  return dataclasses.replace(ex, reference=render(ex, spec))

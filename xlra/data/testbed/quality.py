@@ -1,24 +1,34 @@
 """Gold quality q(example, output) in [0, 1]: the testbed's ground truth (the oracle judge, the source of
 the simulated annotators' preferences, and the measure best-of-n and PPO are evaluated by).
 
-    q = content(coverage - penalties) * (0.1 + 0.9 * language) * (1 - repetition)
+    q = content(coverage - fact penalties) * form * (0.1 + 0.9 * language) * (1 - repetition)
 
-content     min(x, 1) for x >= 0.01; below, 0.01 * exp(x - 0.01): positive, continuous and increasing, so
-            outputs that are wrong in more ways still rank below ones that are wrong in fewer (a small
-            policy's samples often are; a clip at 0 would make them all ties for the oracle judge).
-
+content     exp(-0.7 * (1 - min(x, 1))): 1 for a faithful answer, positive and increasing in x without a
+            floor, so outputs that are wrong in more ways still rank below ones that are wrong in fewer
+            (a small policy's samples often are). Every fact stated, none wrong: 1; none stated: 0.50;
+            a typical tiny-policy sample with a fifth of the facts and four invented values: 0.33.
 coverage    share of the key facts stated (whole-word match of an accepted surface form); in dialog the
             requested number of listed topics counts as k more facts.
-penalties   0.25 per distractor value used (names, numbers, topics from the other events), 0.2 per invented
-            name or number (one that is not in the input), 0.1 per filler sentence, 0.1 per topic beyond
-            the k requested, 0.15 for a missing politeness phrase when the request asked for politeness,
-            0.05 per word over the length budget (at most 0.5), 0.05 for a missing final punctuation mark.
+fact        0.25 per distractor value used (names, numbers, topics from the other events), 0.2 per invented
+penalties   name or number (one that is not in the input) or topic not in the prompt: faithfulness, which
+            shows only against the prompt.
+form        the flaws that show in the answer or against the request, each a factor: 0.5 per filler
+            sentence, 0.5 per topic beyond the k requested, 0.5 for a missing politeness phrase when the
+            request asked for politeness, 0.5 for a missing final punctuation mark, and 1 - 0.05 per word
+            over the length budget (at least 0.5). One such flaw costs about as much as getting every fact
+            wrong: readers and judges, human or LM, punish rambling, an answer that ignores the request or
+            one that stops mid-air at once. This is the testbed's choice of world: its tiny RMs cannot
+            check a value against the prompt, and these are the flaws an SFT policy reproduces at random,
+            so they carry most of what differs between its samples (the pipeline measures how much:
+            xlra.data.testbed.q_variance; a real setting has its own balance).
 language    share of the output's language-identifying words that belong to the example's language
             (words unique to one testbed language; names and numbers do not count). No such word: 0.
 repetition  share of repeated word trigrams.
 
-q reads only the example and the string, so it scores arbitrary model samples; it is a few dozen
-microseconds a call (regex tokenisation, set and substring look-ups).
+quality_parts gives every term; each form flaw as its log-penalty p_* = -log(factor), so that
+q_from_parts can rebuild q from parts frozen at other values. q reads only the example and the string,
+so it scores arbitrary model samples; it is a few dozen microseconds a call (regex tokenisation, set
+and substring look-ups).
 """
 
 from __future__ import annotations
@@ -32,9 +42,12 @@ from xlra.data.testbed.seeding import Stream
 from xlra.data.testbed.tasks import TASKS, Example, generate
 
 MAX_CHARS = 4000  # longer outputs are scored on their prefix (they are far over budget anyway)
-W_DISTRACTOR, W_INVENTED, W_FILLER, W_EXTRA_ITEM, W_IMPOLITE = 0.25, 0.2, 0.1, 0.1, 0.15
-W_PER_WORD_OVER, MAX_LENGTH_PENALTY, W_NO_END = 0.05, 0.5, 0.05
-FLOOR = 0.01  # below this content score, q decays exponentially instead of stopping at 0
+W_DISTRACTOR, W_INVENTED = 0.25, 0.2  # subtracted from coverage (content)
+W_FILLER = W_EXTRA_ITEM = W_IMPOLITE = W_NO_END = 0.5  # each flaw multiplies q by 1 - w
+W_PER_WORD_OVER, MAX_LENGTH_PENALTY = 0.05, 0.5
+FACT_PENALTIES = ("p_distractor", "p_invented")
+FORM_PENALTIES = ("p_filler", "p_extra_item", "p_impolite", "p_length", "p_no_end")  # log-penalties
+FACT_WEIGHT = 0.7  # content = exp(-FACT_WEIGHT * (1 - x))
 
 
 def _is_number(token: str) -> bool:
@@ -93,8 +106,8 @@ def _index(ex: Example) -> dict:
 
 
 def content(x: float) -> float:
-  """Coverage minus penalties mapped into (0, 1]: linear above FLOOR, exponential decay below it."""
-  return min(1.0, x) if x >= FLOOR else FLOOR * math.exp(x - FLOOR)
+  """Coverage minus fact penalties mapped into (0, 1]: 1 at x >= 1, exponential below, never 0."""
+  return math.exp(-FACT_WEIGHT * (1.0 - min(x, 1.0)))
 
 
 def quality_parts(ex: Example, output: str) -> dict:
@@ -102,7 +115,8 @@ def quality_parts(ex: Example, output: str) -> dict:
   out = output[:MAX_CHARS]
   toks = TOKEN_RE.findall(fold(out))
   if not toks:
-    return {"q": 0.0, "coverage": 0.0, "penalty": 0.0, "language": 0.0, "repetition": 0.0}
+    return {"q": 0.0, "coverage": 0.0, "penalty": 0.0, "form": 1.0, "language": 0.0, "repetition": 0.0,
+            **{name: 0.0 for name in FACT_PENALTIES + FORM_PENALTIES}}
   idx = _index(ex)
   j = " " + " ".join(toks) + " "
   hits = sum(any(f in j for f in forms) for forms in idx["facts"])
@@ -115,14 +129,16 @@ def quality_parts(ex: Example, output: str) -> dict:
   invented = {t for t in toks if (_is_number(t) or t in ents) and t not in inputs}
   invented_topics = sum(f in j for f in idx["other_topics"])
   n_words = len(out.split())
-  penalty = (W_DISTRACTOR * sum(f in j for f in idx["distractors"])
-             + W_INVENTED * (len(invented) + invented_topics)
-             + W_FILLER * sum(j.count(f) for f in idx["filler"])
-             + W_EXTRA_ITEM * max(0, n_items - k)
-             + min(MAX_LENGTH_PENALTY, W_PER_WORD_OVER * max(0, n_words - ex.constraints["budget"]))
-             + (W_NO_END if not out.rstrip().endswith((".", "!", "?")) else 0.0))
-  if ex.constraints["polite"] and not any(j.startswith(p) for p in idx["polite"]):
-    penalty += W_IMPOLITE
+  log_keep = lambda w, n=1: -n * math.log(1.0 - w)  # the log-penalty of n flaws of weight w
+  over = max(0, n_words - ex.constraints["budget"])
+  pens = {"p_distractor": W_DISTRACTOR * sum(f in j for f in idx["distractors"]),
+          "p_invented": W_INVENTED * (len(invented) + invented_topics),
+          "p_filler": log_keep(W_FILLER, sum(j.count(f) for f in idx["filler"])),
+          "p_extra_item": log_keep(W_EXTRA_ITEM, max(0, n_items - k)),
+          "p_impolite": log_keep(W_IMPOLITE, ex.constraints["polite"] and not any(j.startswith(p)
+                                                                                  for p in idx["polite"])),
+          "p_length": log_keep(min(MAX_LENGTH_PENALTY, W_PER_WORD_OVER * over)),
+          "p_no_end": log_keep(W_NO_END, not out.rstrip().endswith((".", "!", "?")))}
 
   words = language_words()
   own = other = 0
@@ -135,8 +151,22 @@ def quality_parts(ex: Example, output: str) -> dict:
 
   trigrams = list(zip(toks, toks[1:], toks[2:]))
   repetition = 1.0 - len(set(trigrams)) / len(trigrams) if trigrams else 0.0
-  q = content(coverage - penalty) * (0.1 + 0.9 * language) * (1.0 - repetition)
-  return {"q": q, "coverage": coverage, "penalty": penalty, "language": language, "repetition": repetition}
+  parts = {"coverage": coverage, "language": language, "repetition": repetition, **pens}
+  return {"q": q_from_parts(parts), **parts, "penalty": _fact_penalty(parts), "form": _form(parts)}
+
+
+def _fact_penalty(parts: dict) -> float:
+  return sum(parts[p] for p in FACT_PENALTIES)
+
+
+def _form(parts: dict) -> float:
+  return math.exp(-sum(parts[p] for p in FORM_PENALTIES))
+
+
+def q_from_parts(parts: dict) -> float:
+  """q from its terms (quality_parts' coverage, language, repetition and p_* keys)."""
+  return (content(parts["coverage"] - _fact_penalty(parts)) * _form(parts) * (0.1 + 0.9 * parts["language"])
+          * (1.0 - parts["repetition"]))
 
 
 def quality(ex: Example, output: str) -> float:

@@ -3,7 +3,8 @@ regenerates byte-identically from (seed, language, split, task) alone and a spli
 prefix of the same split with more.
 
   base      raw text for the base LM and the tokenizer: articles and dialog contexts, no instructions
-  sft       prompt + reference
+  sft       prompt + reference, the reference drawn from the flaw mixture config.sft_flaws
+            (corruptions.flawed_reference); every other split keeps the clean reference
   rm_train  prompts with preference pairs (and one pointwise-labelled candidate each), labelled by the
   rm_val    simulated annotators of that language
   rl        prompts for PPO
@@ -115,6 +116,22 @@ def probe_pairs(examples: list[Example], seed: int, per_kind: int = 0) -> list[d
   return out
 
 
+def shuffled_labels(records: list[dict], kind: str, seed: int) -> list[dict]:
+  """The same RM records with labels that carry no signal (a placebo RM's data): each pair's chosen and
+  rejected sides swapped with probability 1/2; pointwise good/bad labels permuted (same base rate)."""
+  if kind == "pointwise":
+    order = Stream(seed, "placebo-labels", len(records)).permutation(len(records))
+    return [{**r, "label": records[i]["label"]} for r, i in zip(records, order)]
+  sides = (("chosen", "rejected"), ("chosen_kinds", "rejected_kinds"), ("chosen_spec", "rejected_spec"),
+           ("q_chosen", "q_rejected"))
+  out = []
+  for r in records:
+    if Stream(seed, "placebo-swap", r["id"]).random() < 0.5:
+      r = {**r, **{a: r[b] for pair in sides for a, b in (pair, pair[::-1]) if a in r}}
+    out.append(r)
+  return out
+
+
 def pointwise_examples(examples: list[Example], annotator: Annotator, seed: int, p_clean: float = 0.4,
                        max_corruptions: int = 3) -> list[dict]:
   """One candidate per prompt with a noisy good/bad label (Seahorse-like). More clean candidates than
@@ -176,6 +193,8 @@ def build(config) -> Testbed:
     for task in config.tasks:
       for split in SPLITS[1:]:
         exs = generate_split(lang, task, split, getattr(config.sizes, split), config.seed)
+        if split == "sft":
+          exs = [corruptions.flawed_reference(ex, dict(config.sft_flaws), config.seed) for ex in exs]
         examples[(split, lang, task)] = exs
         if split in PREFERENCE_SPLITS:
           pairs[(split, lang, task)] = preference_pairs(

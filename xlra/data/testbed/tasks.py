@@ -3,7 +3,7 @@ reference response, the structured facts the gold quality q needs, and the world
 
 Any response the testbed writes (the reference, a corrupted candidate, a translation) is a *spec* rendered
 by `render`: which facts to state (and with which values), which list items, a politeness phrase, filler,
-repetition, truncation, and the writing language. Specs are JSON-ready dicts, so a candidate can be
+repetition, truncation, a missing end mark, a sentence left in another language, and the writing language. Specs are JSON-ready dicts, so a candidate can be
 re-rendered in another language (translate-train of preference data keeps its labels).
 
 Summarization: an article of 3-8 sentences about one event (a lead sentence plus follow-up sentences for
@@ -86,7 +86,12 @@ def render(ex: Example, spec: dict, lang: str | None = None) -> str:
     parts.insert(0, writer.filler[fid]) if where == "start" else parts.append(writer.filler[fid])
   if spec["polite"] is not None:
     parts.insert(0, writer.polite[spec["polite"]])
+  if spec.get("fragment"):  # a sentence of another language left in the answer
+    code, i = spec["fragment"]
+    parts.append(langs.get(code).background[i])
   text = " ".join(parts)
+  if spec.get("no_end"):
+    text = text.rstrip(".!?")
   if spec["truncate"] is not None:
     words = text.split()
     text = " ".join(words[:max(1, int(round(len(words) * spec["truncate"])))])
