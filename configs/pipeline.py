@@ -78,6 +78,10 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.ppo.eval_prompts = c.bon.eval_prompts  # the PPO policy is judged on the best-of-n prompts
   if testbed:
     c.ppo.update(dict(iterations=40, eval_every=10))
+  # Controls beside every best-of-n cell (report "Controls"): shortest- and longest-of-n (length rules) and
+  # the oracle pick (best by gold q, the ceiling) cost only judge calls; placebo=True also trains an RM per
+  # target on its data with shuffled labels, whose best-of-n must sit at 50%.
+  c.controls = ml_collections.ConfigDict(dict(placebo=testbed))  # real data: the placebo needs testbed RM data
   c.judge = eval_cfgs["judge"]("oracle" if testbed else "http")
   c.winrate = ml_collections.ConfigDict(dict(level=0.95, n_boot=10_000, seed=0))
   c.baselines = ml_collections.ConfigDict(dict(

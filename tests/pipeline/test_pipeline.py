@@ -96,14 +96,79 @@ def test_winrate_table_marks_diagonal_and_unsure_cells():
   grid = {"de": {"de": cell(0.6, 0.52, 0.68), "en": cell(0.7, 0.6, 0.8)},
           "en": {"de": cell(0.55, 0.45, 0.65), "en": cell(0.4, 0.3, 0.49)}}
   md = report.winrate_table(grid, ["de", "en"], ["de", "en"])
-  assert "| **de** | *60.0 [52.0, 68.0] | 70.0 [60.0, 80.0] |" in md
-  assert "55.0 [45.0, 65.0] ~" in md  # the interval includes 50%
+  assert "| **de** | *60.0 [52.0, 68.0] n=10 | 70.0 [60.0, 80.0] n=10 |" in md
+  assert "55.0 [45.0, 65.0] n=10 ~" in md  # the interval includes 50%
   assert "Cross-lingual mean: **62.5%** over 2 pairs" in md  # (70 + 55) / 2
   assert "de: de (monolingual), en: de" in md
   assert "excludes 50%: 1 of 2 above it (de->en), 0 below it; the rest" in md  # en->de's interval holds 50%
   grid["en"]["de"] = cell(0.4, 0.35, 0.45)
   assert "excludes 50%: 1 of 2 above it (de->en), 1 below it (en->de);" in report.winrate_table(grid, ["de", "en"],
                                                                                                ["de", "en"])
+  # Failed judgements are shown per cell by kind; a cell whose judgements all failed names no best source.
+  grid["en"]["de"] = {**cell(0.4, 0.35, 0.45), "failures": 3, "failures_by_kind": {"http": 2, "parse": 1}}
+  grid["de"]["en"] = {**cell(float("nan"), float("nan"), float("nan")), "n": 0, "failures": 10,
+                      "failures_by_kind": {"timeout": 10}}
+  md = report.winrate_table(grid, ["de", "en"], ["de", "en"])
+  assert "40.0 [35.0, 45.0] n=10 (3 failed: http 2, parse 1)" in md and "(10 failed: timeout 10)" in md
+  assert "Cross-lingual mean: **40.0%** over 1 pairs" in md and "en: en (monolingual)" in md
+
+
+def test_controls_table_places_every_rm_between_placebo_and_ceiling():
+  cell = lambda w, lo, hi: {"win_rate": w, "ci_low": lo, "ci_high": hi, "n": 10, "gold_q": w / 2}
+  controls = {"de": {"placebo": cell(0.52, 0.44, 0.6), "shortest": cell(0.55, 0.47, 0.63),
+                     "longest": cell(0.4, 0.32, 0.48), "oracle": cell(0.9, 0.85, 0.95)},
+              "en": {"placebo": cell(0.62, 0.55, 0.7), "shortest": cell(0.7, 0.6, 0.8),
+                     "longest": cell(0.3, 0.2, 0.4), "oracle": cell(0.6, 0.5, 0.7)}}
+  bon = {"de": {"de": cell(0.58, 0.5, 0.66), "en": cell(0.65, 0.57, 0.73)},
+         "en": {"de": cell(0.6, 0.52, 0.68), "en": cell(0.66, 0.58, 0.74)}}
+  md = report.controls_table(controls, bon, ["de", "en"], ["de", "en"])
+  assert "| target | placebo RM | shortest-of-n | longest-of-n | RM de | RM en | oracle (best q) |" in md
+  assert "| **de** | 52.0 [44.0, 60.0] n=10 | 55.0 [47.0, 63.0] n=10 | 40.0 [32.0, 48.0] n=10 | " \
+         "*58.0 [50.0, 66.0] n=10 | 60.0 [52.0, 68.0] n=10 | 90.0 [85.0, 95.0] n=10 |" in md
+  # en->de (60) beats de's better length rule (55); de->en (65) does not beat en's shortest-of-n (70).
+  assert "Cross-lingual RMs above the better length rule of their target: 1 of 2 (en->de)." in md
+  assert "Placebo RM intervals that include 50%: 1 of 2 targets" in md  # en's placebo [55, 70] excludes it
+  assert "Targets where the oracle pick is at or above every RM: 1 of 2." in md  # en: 0.66 > oracle 0.6
+  meta = {"de": {"gold_q_sample": 0.2, "q_variance": {"within_var": 0.5, "share": {"facts": 0.3, "visible": 0.6,
+                                                                                 "p_no_end": 0.4}}}}
+  vt = report.variance_table(meta, controls, bon, ["de", "en"], ["de"])
+  assert "| **de** | 0.500 | 30.0% | 60.0% | 0.200 | 0.290 | 0.300 | 0.450 |" in vt
+  assert "| target | p_no_end |" in vt and "| **de** | 40.0 |" in vt
+
+
+def test_failed_judging_fails_its_stage_and_the_rerun_asks_again(tmp_path):
+  """A judge that fails more than config.judge.max_failure_share: the stage raises after writing its rows,
+  the runner does not mark it done, and a rerun with the judge healthy judges everything and finishes."""
+  import types
+
+  from xlra.data.testbed import generate_split
+  from xlra.eval.judges.base import Judge, JudgeResult, JudgingFailed
+  from xlra.pipeline.stages import Pipeline
+
+  class Outage(Judge):
+    def __init__(self, down: bool):
+      super().__init__()
+      self.down = down
+
+    def _judge(self, requests):
+      return [JudgeResult.failure("http", "HTTP 503") if self.down else JudgeResult(p_a=1.0) for _ in requests]
+
+  examples = generate_split("de", "dialog", "eval", 4, 0)
+  p = Pipeline.__new__(Pipeline)
+  p.config, p.workdir = _config(), str(tmp_path)
+  p.runner = StageRunner(str(tmp_path), [("bon/de", 1.0)], out=io.StringIO())
+  stage = lambda: p.judge_against("bon/en-de", examples, ["x"] * 4, [["y"]] * 4)
+  p._judge = Outage(down=True)
+  with pytest.raises(JudgingFailed, match=r"judging bon/en-de: 4 of 4 judgements failed .*http: 4.*"
+                                          r"config\.judge\.max_failure_share=0\.05"):
+    p.runner.run("bon/de", stage)
+  rows = read_jsonl(os.path.join(tmp_path, "judgements", "bon_en-de.jsonl"))
+  assert [r["error_kind"] for r in rows] == ["http"] * 4  # written before the stage failed
+  p.runner = StageRunner(str(tmp_path), [("bon/de", 1.0)], out=io.StringIO())
+  p._judge = Outage(down=False)
+  cell = p.runner.run("bon/de", stage)  # not "done earlier": asked again
+  assert cell["win_rate"] == 1.0 and cell["failures"] == 0 and cell["failures_by_kind"] == {}
+  assert p._judge.stats["requests"] == 4
 
 
 @pytest.mark.slow
@@ -141,10 +206,20 @@ def test_ci_preset_end_to_end_and_rerun_skips_everything(tmp_path):
   md = open(os.path.join(workdir, "report.md")).read()
   assert "| RM source \\ target | de | en |" in md and "## Reward-model accuracy" in md
   # Every RM probed on every error kind of the dialog task, pooled over both targets' validation prompts.
-  assert set(res["rm_accuracy_by_error"]) == {"de", "en"} and len(res["n_by_error"]) == 9
+  assert set(res["rm_accuracy_by_error"]) == {"de", "en"} and len(res["n_by_error"]) == 11
   assert all(0 < n <= 2 * 16 for n in res["n_by_error"].values()), res["n_by_error"]
   assert all(0 <= a <= 1 for row in res["rm_accuracy_by_error"].values() for a in row.values())
   assert "## Reward-model accuracy by error type" in md and "| RM \\ error | drop | swap |" in md
+  assert set(res["rm_accuracy_by_error_pair"]["en"]) == {"de", "en"} and "| en->de |" in md
+  # Controls per target, each a judged win-rate cell; where the SFT samples' q varies.
+  for t in langs:
+    assert set(res["controls"][t]) == {"placebo", "shortest", "longest", "oracle"}
+    for c in res["controls"][t].values():
+      assert 0 <= c["ci_low"] <= c["win_rate"] <= c["ci_high"] <= 1 and c["n"] == 8
+    assert res["controls"][t]["oracle"]["gold_q"] >= max(res["bon"][s][t]["gold_q"] for s in langs)
+    share = res["bon_meta"][t]["q_variance"]["share"]
+    assert {"facts", "visible", "p_no_end"} <= set(share)
+  assert "## Controls: placebo, length rules, oracle ceiling" in md and "## Where the SFT policy's samples differ" in md
   for png in ("bon_winrate.png", "ppo_winrate.png", "rm_accuracy.png", "ppo_curves.png"):
     with open(os.path.join(workdir, png), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"

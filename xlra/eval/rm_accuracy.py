@@ -63,7 +63,8 @@ def rm_accuracy_matrix(rm_dirs: Mapping[str, str], bundle: DataBundle, targets: 
   Returns {"kind", "rm_accuracy": {src: {tgt: acc}}, "rm_baselines": {name: {tgt: acc}},
   "rm_accuracy_vs_gold": {src: {tgt: acc}} (pairwise testbed only), "n": {tgt: examples}}; on the
   testbed also "rm_accuracy_by_error": {src: {error kind: acc}} and "n_by_error": {error kind: probes}
-  (at most probes_per_kind per target and kind; 0: no probes).
+  (at most probes_per_kind per target and kind; 0: no probes), and "rm_accuracy_by_error_pair":
+  {src: {tgt: {error kind: acc}}} (the same probes per target: transfer per error kind).
   Real data has no validation split: its last `val_examples` records per language are (the RM
   jobs hold out the same ones).
   """
@@ -81,8 +82,10 @@ def rm_accuracy_matrix(rm_dirs: Mapping[str, str], bundle: DataBundle, targets: 
       baselines[name][tgt] = v
   probes = _encoded_probes(bundle, targets, max_len, probes_per_kind)
   errors = np.array([e["kind"] for e in probes])
+  probe_langs = np.array([e["lang"] for e in probes])
   n_by_error = {k: int(np.sum(errors == k)) for k in dict.fromkeys(errors.tolist())}
   by_error: dict[str, dict[str, float]] = {}
+  by_pair: dict[str, dict[str, dict[str, float]]] = {}
   acc: dict[str, dict[str, float]] = {}
   gold: dict[str, dict[str, float]] = {}
   for src, model_dir in rm_dirs.items():
@@ -102,12 +105,15 @@ def rm_accuracy_matrix(rm_dirs: Mapping[str, str], bundle: DataBundle, targets: 
     if probes:
       above = _chosen_above(scorer, probes)
       by_error[src] = {k: float(np.mean(above[errors == k])) for k in n_by_error}
+      by_pair[src] = {t: {k: float(np.mean(above[sel])) for k in n_by_error
+                          if (sel := (errors == k) & (probe_langs == t)).any()} for t in targets}
   out = {"kind": kind, "rm_accuracy": acc, "rm_baselines": baselines, "n": n}
   if any(gold.values()):
     out["rm_accuracy_vs_gold"] = gold
   if by_error:
     out["rm_accuracy_by_error"] = by_error
     out["n_by_error"] = n_by_error
+    out["rm_accuracy_by_error_pair"] = by_pair
   return out
 
 

@@ -21,6 +21,18 @@ def _pct(x: float | None) -> str:
   return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
 
 
+def _cell(c: dict[str, Any] | None) -> str:
+  return "" if c is None else f"{_pct(c['win_rate'])} [{_pct(c['ci_low'])}, {_pct(c['ci_high'])}] n={c['n']}"
+
+
+def _failed(c: dict[str, Any]) -> str:
+  """" (k failed: kind n, ...)" when some of a cell's judgements failed (they are not in its win rate)."""
+  kinds = c.get("failures_by_kind") or {}
+  if not c.get("failures"):
+    return ""
+  return f" ({c['failures']} failed" + (": " + ", ".join(f"{k} {n}" for k, n in kinds.items()) if kinds else "") + ")"
+
+
 def winrate_table(grid: dict[str, dict[str, dict[str, Any]]], sources: list[str], targets: list[str]) -> str:
   """Markdown table of win rates with intervals, the cross-lingual mean and the best source per target."""
   head = "| RM source \\ target | " + " | ".join(targets) + " |"
@@ -34,13 +46,14 @@ def winrate_table(grid: dict[str, dict[str, dict[str, Any]]], sources: list[str]
         continue
       mark = "*" if s == t else ""
       sig = "" if c["ci_low"] > 0.5 or c["ci_high"] < 0.5 else " ~"  # ~ : interval includes 50%
-      cells.append(f"{mark}{_pct(c['win_rate'])} [{_pct(c['ci_low'])}, {_pct(c['ci_high'])}]{sig}")
+      cells.append(f"{mark}{_cell(c)}{sig}{_failed(c)}")
     lines.append(f"| **{s}** | " + " | ".join(cells) + " |")
-  cross = [grid[s][t]["win_rate"] for s in grid for t in grid[s] if s != t]
-  mono = [grid[s][t]["win_rate"] for s in grid for t in grid[s] if s == t]
+  ok = lambda c: math.isfinite(c["win_rate"])  # a cell whose judgements all failed has no win rate
+  cross = [grid[s][t]["win_rate"] for s in grid for t in grid[s] if s != t and ok(grid[s][t])]
+  mono = [grid[s][t]["win_rate"] for s in grid for t in grid[s] if s == t and ok(grid[s][t])]
   best = []
   for t in targets:
-    col = {s: grid[s][t]["win_rate"] for s in sources if t in grid.get(s, {})}
+    col = {s: grid[s][t]["win_rate"] for s in sources if t in grid.get(s, {}) and ok(grid[s][t])}
     if col:
       b = max(col, key=col.get)
       best.append(f"{t}: {b}" + (" (monolingual)" if b == t else ""))
@@ -54,6 +67,76 @@ def winrate_table(grid: dict[str, dict[str, dict[str, Any]]], sources: list[str]
   lines.append(f"Cross-lingual pairs whose interval excludes 50%: {len(above)} of {len(cross)} above it{named(above)}, "
                f"{len(below)} below it{named(below)}; the rest are undecided at this many prompts.")
   lines.append("`*` monolingual (source = target); `~` the 95% interval includes 50%.")
+  return "\n".join(lines)
+
+
+
+
+CONTROLS = (("placebo", "placebo RM"), ("shortest", "shortest-of-n"), ("longest", "longest-of-n"),
+            ("oracle", "oracle (best q)"))
+
+
+def controls_table(controls: dict[str, dict[str, dict]], bon: dict[str, dict[str, dict]], sources: list[str],
+                   targets: list[str]) -> str:
+  """Per target: the placebo RM and the length rules (what an RM must beat), every RM's best-of-n, and
+  the oracle pick (the ceiling), with a verdict line on each comparison."""
+  present = [(k, label) for k, label in CONTROLS if any(k in controls.get(t, {}) for t in targets)]
+  lower, ceiling = [n for n in present if n[0] != "oracle"], [n for n in present if n[0] == "oracle"]
+  head = ["target", *(label for _, label in lower), *(f"RM {s}" for s in sources), *(label for _, label in ceiling)]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  beats_length, rms, placebo_ok, under_oracle = [], 0, [], []
+  for t in targets:
+    ctl = controls.get(t, {})
+    rm_cells = [bon.get(s, {}).get(t) for s in sources]
+    row = [_cell(ctl.get(k)) for k, _ in lower]
+    row += [("*" if s == t else "") + _cell(c) for s, c in zip(sources, rm_cells)]
+    row += [_cell(ctl.get(k)) for k, _ in ceiling]
+    lines.append(f"| **{t}** | " + " | ".join(row) + " |")
+    length = max((ctl[k]["win_rate"] for k in ("shortest", "longest") if k in ctl), default=None)
+    for s, c in zip(sources, rm_cells):
+      if c is not None and s != t:
+        rms += 1
+        if length is not None and c["win_rate"] > length:
+          beats_length.append(f"{s}->{t}")
+    if "placebo" in ctl:
+      placebo_ok.append(ctl["placebo"]["ci_low"] <= 0.5 <= ctl["placebo"]["ci_high"])
+    if "oracle" in ctl:
+      under_oracle.append(all(c is None or c["win_rate"] <= ctl["oracle"]["win_rate"] for c in rm_cells))
+  lines += ["", f"Cross-lingual RMs above the better length rule of their target: {len(beats_length)} of {rms}"
+                f"{' (' + ', '.join(beats_length) + ')' if beats_length else ''}."]
+  if placebo_ok:
+    lines.append(f"Placebo RM intervals that include 50%: {sum(placebo_ok)} of {len(placebo_ok)} targets "
+                 "(a placebo away from 50% means the win rates measure something other than what the labels teach).")
+  if under_oracle:
+    lines.append(f"Targets where the oracle pick is at or above every RM: {sum(under_oracle)} of {len(under_oracle)}.")
+  return "\n".join(lines)
+
+
+def variance_table(meta: dict[str, dict], controls: dict[str, dict[str, dict]], bon: dict[str, dict[str, dict]],
+                   sources: list[str], targets: list[str]) -> str:
+  """Per target: where log q varies among the SFT policy's samples of a prompt (share of the within-prompt
+  variance removed by freezing q's fact components or its visible ones), and the mean gold q of a single
+  sample, of the RMs' picks and of the oracle pick."""
+  lines = ["| target | var(log q) within prompt | facts share | visible share | q: single sample | "
+           "q: same-language RM pick | q: cross-lingual RM picks (mean) | q: oracle pick |", "|" + "---|" * 8]
+  for t in targets:
+    m, var = meta.get(t, {}), meta.get(t, {}).get("q_variance", {})
+    share = var.get("share", {})
+    same = bon.get(t, {}).get(t, {}).get("gold_q")
+    cross = [bon[s][t]["gold_q"] for s in sources if s != t and t in bon.get(s, {})]
+    oracle = controls.get(t, {}).get("oracle", {}).get("gold_q")
+    fmt = lambda x: "–" if x is None else f"{x:.3f}"
+    lines.append(f"| **{t}** | {fmt(var.get('within_var'))} | {_pct(share.get('facts'))}% | "
+                 f"{_pct(share.get('visible'))}% | {fmt(m.get('gold_q_sample'))} | {fmt(same)} | "
+                 f"{fmt(float(np.mean(cross)) if cross else None)} | {fmt(oracle)} |")
+  comps = [c for c in next((meta[t]["q_variance"]["share"] for t in targets if "q_variance" in meta.get(t, {})), {})
+           if c not in ("facts", "visible")]
+  if comps:
+    lines += ["", "Share (%) of the within-prompt variance of log q removed by freezing one component:", "",
+              "| target | " + " | ".join(comps) + " |", "|" + "---|" * (len(comps) + 1)]
+    for t in targets:
+      share = meta.get(t, {}).get("q_variance", {}).get("share", {})
+      lines.append(f"| **{t}** | " + " | ".join(_pct(share.get(c)) for c in comps) + " |")
   return "\n".join(lines)
 
 
@@ -74,12 +157,17 @@ ERROR_LEGEND = ("Each cell: the share of correct answers the RM scores above the
                 "facts: swap (another event's value), hallucinate (a value the prompt does not have).")
 
 
-def error_table(by_error: dict[str, dict[str, float]], n_by_error: dict[str, int], sources: list[str]) -> str:
-  """RM accuracy (%) per error kind: rows are RMs, columns error kinds, last row the probe counts."""
+def error_table(by_error: dict[str, dict[str, float]], n_by_error: dict[str, int], sources: list[str],
+                by_pair: dict[str, dict[str, dict[str, float]]] | None = None) -> str:
+  """RM accuracy (%) per error kind: rows are RMs (pooled over targets, then each source -> target pair
+  when `by_pair` is given), columns error kinds, last row the probe counts (all targets)."""
   kinds = list(n_by_error)
   lines = ["| RM \\ error | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 1)]
   for s in sources:
     lines.append(f"| **{s}** | " + " | ".join(_pct(by_error.get(s, {}).get(k)) for k in kinds) + " |")
+  for s in sources if by_pair else ():
+    for t, row in by_pair.get(s, {}).items():
+      lines.append(f"| {s}->{t}{' *' if s == t else ''} | " + " | ".join(_pct(row.get(k)) for k in kinds) + " |")
   lines.append("| _probes_ | " + " | ".join(str(n_by_error[k]) for k in kinds) + " |")
   return "\n".join(lines)
 
@@ -116,7 +204,8 @@ def write_report(results: dict[str, Any], workdir: str) -> str:
          f"Judge: **{results.get('judge', '?')}**; languages: {', '.join(langs)}; "
          f"best-of-n n={cfg.get('bon_n', '?')}; evaluation prompts per language: {results.get('n_eval', '?')}, "
          f"each judged against {cfg.get('bon', {}).get('baseline_samples', 1)} sample(s) of the target SFT model "
-         "(PPO: greedy against greedy).", ""]
+         "(PPO: one sample of the PPO policy per prompt at the same temperature, against the same samples; "
+         "greedy against greedy under KL).", ""]
 
   def grid_section(key: str, title: str, png: str) -> None:
     grid = results.get(key) or {}
@@ -128,13 +217,30 @@ def write_report(results: dict[str, Any], workdir: str) -> str:
             f"{title}: win rate vs target SFT", os.path.join(workdir, png))
 
   grid_section("bon", "Best-of-n", "bon_winrate.png")
+  if results.get("controls"):
+    out.extend(["## Controls: placebo, length rules, oracle ceiling", "",
+                "Best-of-n win rate (%) against the target SFT model [95% CI], on the same candidates: a *placebo* RM "
+                "(the target's RM data, same steps, labels shuffled) must sit at 50%; *shortest-of-n* and "
+                "*longest-of-n* choose by length alone (the rules an RM must beat); the *oracle* picks the candidate "
+                "with the best gold q (the ceiling).", "",
+                controls_table(results["controls"], results.get("bon") or {}, sources, targets), ""])
+  if any("q_variance" in m for m in (results.get("bon_meta") or {}).values()):
+    out.extend(["## Where the SFT policy's samples differ", "",
+                "What best-of-n can choose by: the within-prompt variance of log q among the target SFT policy's "
+                "n candidates, and the share of it that goes away when q's *fact* components (key facts, list "
+                "items, distractor and invented values: visible only against the prompt) or its *visible* ones "
+                "(filler, extra items, politeness, length, end mark, language, repetition) are frozen at the "
+                "prompt's mean (`xlra.data.testbed.q_variance`).", "",
+                variance_table(results["bon_meta"], results.get("controls") or {}, results.get("bon") or {},
+                               sources, targets), ""])
   grid_section("ppo", "PPO", "ppo_winrate.png")
 
   if results.get("baselines"):
     out.extend(["## Baselines", "", "| baseline | target | win rate vs target SFT [95% CI] | n |", "|---|---|---|---|"])
     for name, row in results["baselines"].items():
       for t, c in row.items():
-        out.append(f"| {name} | {t} | {_pct(c['win_rate'])} [{_pct(c['ci_low'])}, {_pct(c['ci_high'])}] | {c['n']} |")
+        out.append(f"| {name} | {t} | {_pct(c['win_rate'])} [{_pct(c['ci_low'])}, {_pct(c['ci_high'])}]{_failed(c)} | "
+                   f"{c['n']} |")
     out.append("")
 
   if results.get("rm_accuracy"):
@@ -146,7 +252,8 @@ def write_report(results: dict[str, Any], workdir: str) -> str:
             center=0.75)
   if results.get("rm_accuracy_by_error"):
     out.extend(["## Reward-model accuracy by error type", "", ERROR_LEGEND, "",
-                error_table(results["rm_accuracy_by_error"], results["n_by_error"], sources), ""])
+                error_table(results["rm_accuracy_by_error"], results["n_by_error"], sources,
+                            results.get("rm_accuracy_by_error_pair")), ""])
 
   if results.get("kl"):
     kl = results["kl"]
@@ -154,7 +261,11 @@ def write_report(results: dict[str, Any], workdir: str) -> str:
     if "bon_bound" in kl:
       out.append(f"Best-of-n analytic bound log n - (n-1)/n = {kl['bon_bound']:.3f} nats.")
     for pair, v in (kl.get("ppo") or {}).items():
-      out.append(f"- PPO {pair}: KL {v:.3f} nats per response (mean of the last iterations' k1 estimates)")
+      s, t = pair.split("-")
+      greedy = ((results.get("ppo") or {}).get(s, {}).get(t) or {}).get("greedy")
+      out.append(f"- PPO {pair}: KL {v:.3f} nats per response (mean of the last iterations' k1 estimates)"
+                 + (f"; greedy against the SFT model's greedy output: {_cell(greedy)}{_failed(greedy)}" if greedy
+                    else ""))
     out.append("")
     if os.path.exists(os.path.join(workdir, "ppo_curves.png")):
       out.extend(["PPO curves (rollout RM reward, gold q, KL, length, the annotators' bias, eval win rate):", "",

@@ -31,11 +31,12 @@ from flax import nnx
 
 from xlra import files
 from xlra.data.job import DataBundle, prepare
-from xlra.data.testbed import quality, translate
+from xlra.data.testbed import q_variance, quality, shuffled_labels, translate
+from xlra.data.testbed.splits import PREFERENCE_SPLITS
 from xlra.data.testbed.translate import translate_pairs
 from xlra.data.tokenizer import decode_response, encode_prompt
 from xlra.eval.job import build_judge
-from xlra.eval.judges.base import Judgement
+from xlra.eval.judges.base import Judgement, check_failure_share, failures_by_kind, validate_failure_share
 from xlra.eval.rm_accuracy import rm_accuracy_matrix
 from xlra.eval.winrate import win_rate
 from xlra.parallel import mesh as mesh_lib
@@ -53,7 +54,7 @@ from xlra.train.scoring import RewardScorer
 _KL_WINDOW = 5  # PPO iterations whose KL is averaged for the report
 
 # Relative cost of each kind of stage, for the remaining-time estimate.
-_WEIGHTS = {"data": 0.5, "base": 4, "sft": 2, "rm": 2, "rm_accuracy": 0.5, "bon": 1.5, "greedy": 0.3, "ppo": 5,
+_WEIGHTS = {"data": 0.5, "base": 4, "sft": 2, "rm": 2, "placebo": 2, "rm_accuracy": 0.5, "bon": 1.5, "greedy": 0.3, "ppo": 5,
             "baseline": 2}
 
 
@@ -68,6 +69,8 @@ class Plan:
   def stages(self, config) -> list[tuple[str, float]]:
     names = ["data"] + ([] if config.init_hf else ["base"])
     names += [f"sft/{l}" for l in self._sft_langs()] + [f"rm/{s}" for s in self.sources] + ["rm_accuracy"]
+    if config.controls.placebo:
+      names += [f"placebo/{t}" for t in self.languages]
     names += [f"bon/{t}" for t in self.languages]
     if self.ppo_pairs:
       names += [f"greedy/{t}" for t in sorted({t for _, t in self.ppo_pairs})]
@@ -118,6 +121,7 @@ def make_plan(config: ml_collections.ConfigDict) -> Plan:
     if config.baselines.translate_train and config.rm.rm.loss != "pairwise":
       raise ValueError("config.baselines.translate_train needs config.rm.rm.loss='pairwise' (translated preference "
                        "pairs); set --config.baselines.translate_train=False for pointwise RMs")
+  validate_failure_share(config.judge.max_failure_share, "config.judge.max_failure_share")
   if config.bon.n < 1:
     raise ValueError(f"config.bon.n={config.bon.n} must be >= 1")
   if config.bon.baseline_samples < 1:
@@ -218,11 +222,17 @@ class Pipeline:
                   seed=self.config.winrate.seed, groups=[ex.id for ex, *_ in pairs])
     q_out = {ex.id: quality(ex, o) for ex, o in zip(examples, outputs)}
     rows = [{"id": ex.id, "lang": ex.lang, "output": o, "baseline_sample": j, "baseline": b, "p_a": r.p_a,
-             "error": r.error, "gold_q": q_out[ex.id], "gold_q_baseline": quality(ex, b)}
+             "error_kind": r.error_kind, "error": r.error, "gold_q": q_out[ex.id], "gold_q_baseline": quality(ex, b)}
             for (ex, o, j, b), r in zip(pairs, results)]
     files.write_jsonl(self.path("judgements", name.replace("/", "_") + ".jsonl"), rows)
+    # Past the allowed share the stage fails (rows written first), so it is never marked done and a rerun
+    # asks the failed judgements again (an HTTP judge's cache answers the rest without paying).
+    kinds = [r.error_kind for r in results]
+    check_failure_share(kinds, self.config.judge.max_failure_share, f"judging {name}",
+                        "config.judge.max_failure_share")
     return {"win_rate": float(wr.win_rate), "ci_low": float(wr.ci_low), "ci_high": float(wr.ci_high), "n": int(wr.n),
             "judgements": len(rows), "ties": int(wr.ties), "failures": int(wr.failures),
+            "failures_by_kind": dict(failures_by_kind(kinds)),
             "gold_q": float(np.mean(list(q_out.values()))),
             "gold_q_baseline": float(np.mean([r["gold_q_baseline"] for r in rows]))}
 
@@ -243,10 +253,12 @@ class Pipeline:
   def _key(self, target: str) -> jax.Array:
     return jax.random.fold_in(jax.random.key(self.config.seed), self.plan.languages.index(target))
 
-  def best_of_n(self, target: str, policy_dir: str, rm_dirs: dict[str, str], sft_dir: str, tag: str = "") -> dict:
+  def best_of_n(self, target: str, policy_dir: str, rm_dirs: dict[str, str], sft_dir: str, tag: str = "",
+                placebo_dir: str = "") -> dict:
     """Best-of-n of `policy_dir` in `target` under every RM of rm_dirs, on shared candidates, judged
     against independent samples of the target SFT model `sft_dir` (`self.baseline`). Returns
-    {source: win-rate cell} plus "_meta"."""
+    {source: win-rate cell} plus "_meta"; the main stage (tag "") also "_controls" (`_controls`) and,
+    in _meta, where q varies among the candidates (`q_variance`)."""
     b, tok = self.config.bon, self.bundle.tokenizer
     examples, prompts = self._prompts(target)
     baseline = self.baseline(target, sft_dir)
@@ -284,6 +296,17 @@ class Pipeline:
     for s in sources:
       outputs = [texts[i][chosen[s][i]] for i in range(len(examples))]
       out[s] = self.judge_against(f"bon{tag}/{s}-{target}", examples, outputs, baseline)
+    if tag == "":
+      picks = {"shortest": np.array([np.argmin([len(t.split()) for t in c]) for c in texts]),
+               "longest": np.array([np.argmax([len(t.split()) for t in c]) for c in texts]),
+               "oracle": gold.argmax(axis=1)}
+      if placebo_dir:
+        raw = np.asarray(raw_scores(self._scorer(placebo_dir))(rows)).reshape(res.scores.shape)
+        picks = {"placebo": np.argmax(final_scores(raw, res.stopped, b.missing_eos_penalty), axis=1), **picks}
+      out["_controls"] = {name: self.judge_against(f"bon/control-{name}-{target}", examples,
+                                                   [texts[i][pick[i]] for i in range(len(examples))], baseline)
+                          for name, pick in picks.items()}
+      out["_meta"]["q_variance"] = q_variance(examples, texts)
     return out
 
   def greedy(self, lang: str, policy_dir: str) -> str:
@@ -302,15 +325,23 @@ class Pipeline:
     with cfg.unlocked():
       del cfg["pairs"]
     result = train_ppo(cfg, self.path("ppo", f"{source}-{target}"), sft_dir, rm_dir, self.bundle)
-    examples, _ = self._prompts(target)
+    examples, prompts = self._prompts(target)
     mine = {r["id"]: r["output"] for r in files.read_jsonl(result.outputs)}
     base = {r["id"]: r["output"] for r in files.read_jsonl(greedy_path)}
     missing = [ex.id for ex in examples if ex.id not in mine]
     if missing:
       raise RuntimeError(f"PPO {source}-{target} has no eval output for {len(missing)} prompts (e.g. {missing[0]}); "
                          f"check config.ppo.eval_prompts >= config.bon.eval_prompts")
-    cell = self.judge_against(f"ppo/{source}-{target}", examples, [mine[ex.id] for ex in examples],
-                              [[base[ex.id]] for ex in examples])
+    # The policy as it is used: one sample per prompt at the best-of-n temperature, judged against the
+    # same target SFT samples as every best-of-n system of the target (the mode of an SFT policy whose
+    # flaws are each rarer than not is mostly clean, so greedy against greedy hides what PPO removed);
+    # greedy against greedy stays beside it.
+    sampler, params = self._sampler(result.model_dir, self.config.bon.temperature)
+    out = sampler(params, prompts, jax.random.fold_in(self._key(target), 2), num_samples=1)
+    samples = [decode_response(self.bundle.tokenizer, out.response(i)) for i in range(len(prompts))]
+    cell = self.judge_against(f"ppo/{source}-{target}", examples, samples, self.baseline(target, sft_dir))
+    cell["greedy"] = self.judge_against(f"ppo/{source}-{target}-greedy", examples, [mine[ex.id] for ex in examples],
+                                        [[base[ex.id]] for ex in examples])
     # KL of one rollout batch is noisy (a k1 estimate over a few dozen sequences): report the mean of
     # the last _KL_WINDOW iterations.
     kls = [r["kl"] for r in read_metrics(self.path("ppo", f"{source}-{target}"), "train") if "kl" in r]
@@ -319,6 +350,18 @@ class Pipeline:
     return cell
 
   # -- baselines --------------------------------------------------------------------------------
+
+  def _placebo(self, target: str) -> DataBundle:
+    """The data with the target's RM labels shuffled (`shuffled_labels`): a placebo RM trained on it with
+    the same steps must leave best-of-n at 50%, or the win rates measure something other than the labels."""
+    tb, seed = self.bundle.testbed, self.config.data.seed
+    pairs, points = dict(tb.pairs), dict(tb.pointwise)
+    for split in PREFERENCE_SPLITS:
+      for task in tb.tasks:
+        key = (split, target, task)
+        pairs[key], points[key] = shuffled_labels(tb.pairs[key], "pairwise", seed), shuffled_labels(
+            tb.pointwise[key], "pointwise", seed)
+    return dataclasses.replace(self.bundle, testbed=dataclasses.replace(tb, pairs=pairs, pointwise=points))
 
   def _translated(self, what: str, target: str) -> DataBundle:
     """The data with the target's SFT examples or RM pairs replaced by the source's, translated."""
@@ -345,9 +388,10 @@ def _stage_configs(config: ml_collections.ConfigDict, plan: Plan) -> dict[str, d
   base = pick("seed", "data", "model", "init_hf", "base")
   train = {**base, **pick("sft")}
   rm = {**train, **pick("rm")}
-  judged = {**rm, **grid, **pick("bon", "judge", "winrate")}
+  judged = {**rm, **grid, **pick("bon", "judge", "winrate", "controls")}
   ppo = {k: v for k, v in config.ppo.to_dict().items() if k != "pairs"}
-  return {"data": pick("seed", "data"), "base": base, "sft": train, "rm": rm, "rm_accuracy": {**rm, **grid},
+  return {"data": pick("seed", "data"), "base": base, "sft": train, "rm": rm, "placebo": rm,
+          "rm_accuracy": {**rm, **grid},
           "bon": judged, "greedy": {**train, **pick("bon")}, "ppo": {**judged, "ppo": ppo},
           "baseline": {**judged, "baseline_source": plan.baseline_source}}
 
@@ -375,7 +419,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   acc = run_stage("rm_accuracy", lambda: rm_accuracy_matrix(
       rm, p.bundle, plan.languages, config.rm.rm.loss, config.rm.max_len, config.rm.eval_batch_size, p.mesh,
       config.rm.val_examples))
-  bon = {t: run_stage(f"bon/{t}", lambda t=t: p.best_of_n(t, sft[t], rm, sft[t])) for t in plan.languages}
+  placebo = {t: run_stage(f"placebo/{t}", lambda t=t: p.rm(t, sft[t], p.path("controls", "placebo", t),
+                                                            p._placebo(t)))
+             for t in plan.languages} if config.controls.placebo else {}
+  bon = {t: run_stage(f"bon/{t}", lambda t=t: p.best_of_n(t, sft[t], rm, sft[t], placebo_dir=placebo.get(t, "")))
+         for t in plan.languages}
   greedy = {t: run_stage(f"greedy/{t}", lambda t=t: p.greedy(t, sft[t])) for _, t in plan.ppo_pairs}
   ppo = {(s, t): run_stage(f"ppo/{s}-{t}", lambda s=s, t=t: p.ppo(s, t, sft[t], rm[s], greedy[t]))
          for s, t in plan.ppo_pairs}
@@ -402,8 +450,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "bon": {s: {t: bon[t][s] for t in plan.languages} for s in plan.sources},
       "ppo": {s: {t: ppo[(s, t)] for (s2, t) in plan.ppo_pairs if s2 == s} for s in {s for s, _ in plan.ppo_pairs}},
       "rm_accuracy": acc["rm_accuracy"], "rm_baselines": acc["rm_baselines"],
-      **{k: acc[k] for k in ("rm_accuracy_by_error", "n_by_error") if k in acc},
+      **{k: acc[k] for k in ("rm_accuracy_by_error", "n_by_error", "rm_accuracy_by_error_pair") if k in acc},
       "baselines": baselines,
+      "controls": {t: bon[t]["_controls"] for t in plan.languages},
       "bon_meta": {t: bon[t]["_meta"] for t in plan.languages},
       "kl": {"bon_bound": next(iter(bon.values()))["_meta"]["kl_bound"],
              "ppo": {f"{s}-{t}": ppo[(s, t)]["kl"] for s, t in plan.ppo_pairs}},
