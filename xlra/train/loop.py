@@ -208,7 +208,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task,
   validate(config, mesh)
   steps = total_steps(config, task.train_examples)
   eval_every = config.eval_every if task.eval_data else 0
-  tx, schedule = optim.make_optimizer(config.optimizer, steps)
+  steps_field = ("config.num_steps" if config.num_steps > 0 else
+                 f"config.num_steps=0, derived from config.num_epochs={config.num_epochs} over {task.train_examples} "
+                 f"examples at config.batch_size={config.batch_size}")
+  tx, schedule = optim.make_optimizer(config.optimizer, steps, steps_field=steps_field)
   graphdef, abstract_params = state_lib.abstract_params(task.build_model)
   abstract = state_lib.abstract_state(abstract_params, tx)
   shardings = state_lib.state_shardings(abstract, mesh, rules)
