@@ -5,8 +5,10 @@
 Writes, under WORKDIR:
   bon.jsonl          one row per prompt: id, lang, task, prompt, output (the chosen response's text),
                      score (its final score), scores (all n), raw_scores, best_index, eos (per candidate),
+                     all_cut_off (no candidate ended with EOS: chosen by raw score),
                      gold_q / gold_q_all on testbed prompts, candidates (texts) when config.keep_candidates
-  bon_summary.json   n, the KL bound log n - (n-1)/n, mean chosen vs mean sampled score, and on the
+  bon_summary.json   n, the KL bound log n - (n-1)/n, mean chosen vs mean sampled score, all_cut_off
+                     (prompts whose every candidate lacked EOS), and on the
                      testbed the gold quality of the chosen output vs a single sample; written last,
                      so a finished run is not redone.
 
@@ -134,7 +136,8 @@ def run_best_of_n(config: ml_collections.ConfigDict, workdir: str, data=None) ->
   for i, r in enumerate(rows):
     b = int(res.best_index[i])
     row = {**r, "output": texts[i][b], "score": float(res.scores[i, b]), "scores": res.scores[i].tolist(),
-           "raw_scores": res.raw_scores[i].tolist(), "best_index": b, "eos": res.stopped[i].tolist()}
+           "raw_scores": res.raw_scores[i].tolist(), "best_index": b, "eos": res.stopped[i].tolist(),
+           "all_cut_off": not res.stopped[i].any()}
     if examples is not None:
       from xlra.data.testbed import quality
       q = [quality(examples[i], t) for t in texts[i]]
@@ -150,7 +153,7 @@ def run_best_of_n(config: ml_collections.ConfigDict, workdir: str, data=None) ->
   n_tokens = int(res.lengths.sum())
   summary = {"n": config.n, "kl_bound": res.kl_bound, "prompts": len(rows), "normalized": normalize,
              "mean_best_score": float(res.best_score.mean()), "mean_sample_score": float(res.scores.mean()),
-             "eos_rate": float(res.stopped.mean()), "generated_tokens": n_tokens,
+             "eos_rate": float(res.stopped.mean()), "all_cut_off": res.all_cut_off, "generated_tokens": n_tokens,
              "seconds": seconds, "tokens_per_s": n_tokens / seconds}
   if examples is not None:
     summary.update(gold_q_best=float(np.mean(gold_best)), gold_q_single=float(np.mean(gold_all)))
