@@ -1,5 +1,9 @@
 """`xlra convert`: Hugging Face checkpoint directory <-> xlra model directory (configs/convert.py).
 
+Parameters keep the source's dtype unless config.dtype is set; special token ids (bos/eos/pad) travel
+in the model config; tokenizer files travel beside the weights. xlra_to_hf also takes a training
+workdir (its model/ export).
+
 A finished conversion is not redone (hf_to_xlra: DST/model.json exists, written last; xlra_to_hf: DST
 exists, renamed from DST.tmp once complete); delete the output to convert again.
 """
@@ -14,7 +18,8 @@ import ml_collections
 from absl import logging
 from flax import nnx
 
-from xlra.models.checkpoint_io import load_model, save_model
+from xlra.files import read_json
+from xlra.models.checkpoint_io import load_model, resolve_model_dir, save_model
 from xlra.models.hf import load_hf, save_hf
 from xlra.models.transformer import Transformer
 
@@ -31,6 +36,14 @@ def _copy_side_files(src: str, dst: str) -> list[str]:
     for f in copied:
       shutil.copyfile(os.path.join(src, f), os.path.join(dst, f))
   return copied
+
+
+def _source_dtype(src: str) -> str:
+  """The parameter dtype a Hugging Face checkpoint declares (bfloat16 stays bfloat16; a round trip gives
+  back what it read), float32 when it declares none or one xlra does not keep (float16)."""
+  meta = read_json(os.path.join(src, "config.json"))
+  declared = meta.get("dtype") or meta.get("torch_dtype") or (meta.get("text_config") or {}).get("dtype")
+  return declared if declared in ("float32", "bfloat16") else "float32"
 
 
 def _check(config: ml_collections.ConfigDict) -> None:
@@ -51,22 +64,23 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
     if os.path.exists(os.path.join(dst, "model.json")):  # written last by save_model
       logging.info("convert: %s already holds a converted model; nothing to do", dst)
       return
-    model = load_hf(config.src, dtype=config.dtype or "float32")
+    model = load_hf(config.src, dtype=config.dtype or _source_dtype(config.src))
     os.makedirs(dst, exist_ok=True)
     side = _copy_side_files(config.src, dst)
     save_model(model, dst)
   else:
+    src = resolve_model_dir(config.src, "config.src")  # a model directory or a training workdir
     dst = config.dst or os.path.join(workdir, "hf")
     if os.path.exists(dst):  # only ever created by the rename below
       logging.info("convert: %s already holds a Hugging Face export; nothing to do", dst)
       return
-    model = load_model(config.src)
+    model = load_model(src)
     if not isinstance(model, Transformer):
       raise ValueError(f"config.src={config.src!r} holds a scalar (reward/value) model; only language models "
                        f"export to Hugging Face causal-LM checkpoints")
     tmp = dst + ".tmp"
     save_hf(model, tmp, dtype=config.dtype or None)
-    side = _copy_side_files(config.src, tmp)
+    side = _copy_side_files(src, tmp)
     if jax.process_index() == 0:
       os.replace(tmp, dst)
   n = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
