@@ -28,6 +28,7 @@ from absl import logging
 from flax import nnx
 
 from xlra import files
+from xlra.data.tokenizer import check_same_tokenizer, find_tokenizer, load_tokenizer
 from xlra.eval.checkpoints import load_lm
 from xlra.models.transformer import Transformer
 from xlra.parallel import mesh as mesh_lib
@@ -65,7 +66,7 @@ def load_prompts(config: ml_collections.ConfigDict, workdir: str, data=None):
   config.data_dir (or WORKDIR).
   """
   if config.prompts:
-    from xlra.eval.generate import read_prompts
+    from xlra.data.sources.prompts import read_prompts
     rows, examples, tok_dir = read_prompts(config.prompts, config.task), None, None
   else:
     from xlra.data.job import prepare
@@ -90,7 +91,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
 def run_best_of_n(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict:
   """Best-of-n of config.policy_checkpoint under config.rm_checkpoint; returns the summary (read back
   when WORKDIR already holds a finished run). data: an optional prepared DataBundle (the pipeline's)."""
-  from xlra.data.tokenizer import decode_response, encode_prompt, load_tokenizer
+  from xlra.data.tokenizer import check_fits, decode_response, encode_prompt
 
   _validate(config)
   out_path, summary_path = os.path.join(workdir, OUTPUT), os.path.join(workdir, SUMMARY)
@@ -100,11 +101,11 @@ def run_best_of_n(config: ml_collections.ConfigDict, workdir: str, data=None) ->
   mesh = mesh_lib.make_mesh(dict(config.mesh))
   rules = mesh_lib.rules_from_config(config.sharding_rules)
   rows, examples, data_tok = load_prompts(config, workdir, data)
-  tok = load_tokenizer(config.tokenizer or data_tok or config.policy_checkpoint)
   policy = load_policy(config.policy_checkpoint, mesh)
-  if len(tok) > policy.cfg.vocab_size:
-    raise ValueError(f"the tokenizer has {len(tok)} tokens but the policy's vocab_size is {policy.cfg.vocab_size}; "
-                     "set config.tokenizer to the policy's own tokenizer")
+  tok_dir = find_tokenizer(config.tokenizer, config.policy_checkpoint, data_tok, "config.policy_checkpoint")
+  tok = load_tokenizer(tok_dir)
+  check_fits(tok, policy.cfg.vocab_size, f"config.policy_checkpoint={config.policy_checkpoint!r}", tok_dir)
+  check_same_tokenizer(tok, tok_dir, config.rm_checkpoint, "config.rm_checkpoint")
   prompts = []
   for i, r in enumerate(rows):
     ids = encode_prompt(tok, r["prompt"])
