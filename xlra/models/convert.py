@@ -28,14 +28,36 @@ DIRECTIONS = ("hf_to_xlra", "xlra_to_hf")
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
               "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "generation_config.json")
 _DTYPES = ("", "float32", "bfloat16")
+_TOKENIZER_MARKERS = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
 
 def _copy_side_files(src: str, dst: str) -> list[str]:
-  copied = [f for f in SIDE_FILES if os.path.isfile(os.path.join(src, f))]
+  """Carry the tokenizer and generation config from `src` to `dst`; returns what was carried.
+
+  The tokenizer is loaded as `src` resolves it and saved again, rather than copied: transformers picks
+  a generic tokenizer's class from config.json's model_type (a Qwen2 checkpoint adds <|endoftext|>), and
+  an xlra model directory has no config.json, so copied files would load as a different tokenizer there.
+  Saving records the resolved class. Files transformers cannot load are copied as they are, with a warning.
+  """
+  present = [f for f in SIDE_FILES if os.path.isfile(os.path.join(src, f))]
+  raw = [f for f in present if f == "generation_config.json"]
+  carried = list(raw)
+  if any(f in present for f in _TOKENIZER_MARKERS):
+    try:
+      from transformers import AutoTokenizer
+      tok = AutoTokenizer.from_pretrained(src)
+      if jax.process_index() == 0:
+        tok.save_pretrained(dst)
+      carried.append(f"tokenizer ({type(tok).__name__}, {len(tok)} tokens)")
+    except (OSError, ValueError, TypeError) as e:
+      logging.warning("convert: transformers cannot load the tokenizer files of %s (%s); copying them as they are",
+                      src, str(e)[:200])
+      raw = present
+      carried = list(present)
   if jax.process_index() == 0:
-    for f in copied:
+    for f in raw:
       shutil.copyfile(os.path.join(src, f), os.path.join(dst, f))
-  return copied
+  return carried
 
 
 def _source_dtype(src: str) -> str:
