@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 from models.hf_testing import chat_checkpoint
 
-from conftest import load_config
+from train.conftest import load_config  # tests/ is on sys.path (rootdir conftest)
 from xlra import files
 from xlra.data.tokenizer import encode_prompt, load_tokenizer, same_tokenizer, save_tokenizer, train_bpe
 from xlra.models import convert

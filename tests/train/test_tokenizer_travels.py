@@ -15,7 +15,7 @@ import transformers as tf
 from flax import nnx
 from models.hf_testing import chat_checkpoint
 
-from conftest import load_config
+from train.conftest import load_config  # tests/ is on sys.path (rootdir conftest)
 from xlra.data.sources import summarize_prompt
 from xlra.data.tokenizer import encode_prompt, load_tokenizer
 from xlra.models import convert
