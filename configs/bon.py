@@ -29,7 +29,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.policy_checkpoint = ""  # the target-language SFT policy
   c.rm_checkpoint = ""  # the reward model (any language)
-  c.tokenizer = ""  # tokenizer directory; "" = the data's tokenizer (testbed) or the policy's directory
+  c.tokenizer = ""  # tokenizer directory; "" = the one saved beside the policy, else the data's
   # Prompts: the testbed split `split` of lang/task, or a JSONL {"id", "prompt", "lang"} (overrides it).
   c.lang = "de"
   c.task = "dialog"

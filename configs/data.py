@@ -59,5 +59,8 @@ def get_config(arg: str = "testbed") -> ml_collections.ConfigDict:
       seahorse_tsv="", seahorse_articles="",  # articles: a GEM directory (articles_from_dir) or a JSONL of {gem_id, text}
       oasst_jsonl="",  # an oasst1/oasst2 *.trees.jsonl export
       summarization="",  # "de=/data/mlsum/de_train.jsonl,vi=/data/wiki_lingua/vietnamese_vi": JSONL or GEM directories
-      summarization_format="auto", max_input_tokens=1024, max_output_tokens=512))
+      summarization_format="auto", max_input_tokens=1024, max_output_tokens=512,
+      # The split read from GEM directories (WikiLingua's {split}.src.{lang} files): val | test | train.
+      # JSONL files are read whole, so name the split's file in `summarization` itself.
+      summarization_split="val"))
   return c

@@ -34,13 +34,16 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c.policy_checkpoint = ""  # workdir of the target-language SFT run
   c.rm_checkpoint = ""  # workdir of the reward-model run
   c.critic_init = "rm"  # rm: the critic starts as the RM; sft: the SFT backbone with a fresh head
-  # Data: prompts from the testbed RL split of this language and task ("" = every task). The data
-  # must be that of the SFT run (same tokenizer): data_dir names the workdir holding it.
+  # Data: prompts of this language and task ("" = every task), from prompts_jsonl or, when it is empty,
+  # the testbed RL split. The tokenizer is the one saved beside the policy; testbed data must be that of
+  # the SFT run (same tokenizer): data_dir names the workdir holding it.
   c.lang = "de"
   c.task = ""
+  c.prompts_jsonl = ""  # real RL prompts: JSONL {id, lang, prompt[, task]}, held out from the SFT/RM data
+  c.eval_prompts_jsonl = ""  # evaluation prompts, same schema; "" = the testbed eval split (none on real prompts)
   c.data = testbed_data("tiny")
   c.data_dir = ""  # a workdir whose data/ to use; "" = WORKDIR (generated there from config.data)
-  c.eval_prompts = 64  # evaluation prompts (testbed eval split) for the gold-q / win-rate curve (0: none)
+  c.eval_prompts = 64  # at most this many evaluation prompts for the RM-score / gold-q / win-rate curve (0: none)
   c.eval_every = 5  # iterations between evaluations (and at the end)
   # Rollouts.
   c.iterations = 40

@@ -34,8 +34,9 @@ def _main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments {argv[2:]}; flags are --config, --workdir, --config.FIELD=VALUE")
   if _CONFIG.value is None or _WORKDIR.value is None:
     raise app.UsageError(f"xlra {job} needs --config=FILE.py[:ARG] and --workdir=DIR")
+  from xlra.config_fields import split_list_fields
   module, fn = JOBS[job].split(":")
-  getattr(importlib.import_module(module), fn)(_CONFIG.value, _WORKDIR.value)
+  getattr(importlib.import_module(module), fn)(split_list_fields(_CONFIG.value), _WORKDIR.value)
 
 
 def enable_compilation_cache() -> None:

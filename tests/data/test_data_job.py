@@ -114,3 +114,36 @@ def test_real_source_on_fixtures(tmp_path, capsys):
   bundle = job.prepare(c, str(tmp_path / "w"))
   assert len(bundle.real["pointwise"]) == 5 and len(bundle.real["pairs"]) == 5 and len(bundle.real["sft"]) == 4
   assert bundle.testbed is None and bundle.tokenizer.pad_token_id != bundle.tokenizer.eos_token_id
+
+
+def test_gem_split_is_a_field_and_every_corpus_keeps_its_skip_report(tmp_path):
+  """Two German corpora (MLSUM JSONL and a WikiLingua directory read at its test split) each keep their
+  counts in summary.json (a report per language used to keep only the last corpus's)."""
+  from xlra.data.tokenizer import train_bpe
+  tok_dir = str(tmp_path / "tok")
+  train_bpe(["Ein Artikel über Passwörter. Kurz und gut."] * 20, 300, tok_dir)
+  mlsum = tmp_path / "de_train.jsonl"
+  mlsum.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in (
+      {"text": "Erster Artikel.", "summary": "Eins."}, {"text": "Zweiter.", "summary": ""},
+      {"text": "Dritter Artikel.", "summary": "Drei."})) + "\n", encoding="utf-8")
+  wl = tmp_path / "german_de"
+  wl.mkdir()
+  (wl / "test.src.de").write_text("Ein Artikel.\nNoch einer.\n", encoding="utf-8")
+  (wl / "test.tgt.de").write_text("Kurz.\n\n", encoding="utf-8")
+  c = data_config.get_config("real")
+  c.languages = ("de",)
+  c.tokenizer.path = tok_dir
+  c.real.summarization = f"de={mlsum},de={wl}"
+  with pytest.raises(FileNotFoundError, match="config.real.summarization_split='val'"):
+    job.prepare(c, str(tmp_path / "w0"))  # the directory has no val split
+  c.real.summarization_split = "test"
+  bundle = job.prepare(c, str(tmp_path / "w"))
+  skips = bundle.summary["skips"]
+  assert skips[f"summarization de={mlsum}"]["kept"] == 2 and skips[f"summarization de={mlsum}"]["skipped"] == {
+      "missing_summary": 1}
+  assert skips[f"summarization de={wl}"]["kept"] == 1 and skips[f"summarization de={wl}"]["skipped"] == {
+      "missing_summary": 1}
+  assert any(r["id"] == "wiki_lingua_german_de-test-0" for r in bundle.real["sft"])
+  c.real.summarization = f"de={mlsum},de={mlsum}"
+  with pytest.raises(ValueError, match="twice"):
+    job.prepare(c, str(tmp_path / "w2"))

@@ -88,3 +88,29 @@ def test_pad_must_differ_from_eos(tmp_path, tok_dir):
     T.load_tokenizer(str(tmp_path / "missing"))
   with pytest.raises(ValueError, match="at least 512"):
     T.train_bpe(["abc"], 100)
+
+
+def test_check_fits_names_both_sizes_and_the_special_ids(tok_dir):
+  tok = T.load_tokenizer(tok_dir)
+  T.check_fits(tok, len(tok), "the model")  # exactly as many rows as tokens
+  T.check_fits(tok, len(tok) + 100, "the model")  # spare rows (rounded for sharding, reserved) are normal
+  with pytest.raises(ValueError, match=rf"has {len(tok)} tokens but the policy has {len(tok) - 1} embedding rows"):
+    T.check_fits(tok, len(tok) - 1, "the policy", tok_dir)
+
+
+  class Odd(list):  # a tokenizer whose pad id lies past its own vocabulary (a hand-edited config)
+    pad_token_id, eos_token_id, bos_token_id = 700, 2, 1
+
+  with pytest.raises(ValueError, match=r"pad_token_id=700, outside the 650 embedding rows of the policy"):
+    T.check_fits(Odd([0] * 600), 650, "the policy")
+
+
+def test_saved_tokenizer_is_found_in_a_model_dir_or_a_workdir(tok_dir, tmp_path):
+  tok = T.load_tokenizer(tok_dir)
+  T.save_tokenizer(tok, str(tmp_path / "work" / "model"))
+  assert T.saved_tokenizer_dir(str(tmp_path / "work")) == str(tmp_path / "work" / "model")
+  assert T.find_tokenizer("", str(tmp_path / "work"), None, "f") == str(tmp_path / "work" / "model")
+  assert T.find_tokenizer("/explicit", str(tmp_path / "work"), None, "f") == "/explicit"
+  with pytest.raises(ValueError, match="config.policy_checkpoint='/nowhere' holds no tokenizer"):
+    T.find_tokenizer("", "/nowhere", None, "config.policy_checkpoint")
+  assert T.same_tokenizer(T.load_tokenizer(str(tmp_path / "work" / "model")), tok)

@@ -107,3 +107,23 @@ def logits(model: Transformer, tokens: np.ndarray, mask: np.ndarray | None = Non
   """Float32 logits of our model, jitted once per config (eager dispatch compiles every op separately)."""
   mask = np.ones(tokens.shape, bool) if mask is None else mask
   return np.asarray(_forward(model, jnp.asarray(tokens), jnp.asarray(mask)), np.float32)
+
+
+def chat_checkpoint(path, texts, vocab_size: int = 384, tokenizer_vocab: int = 320, dtype=torch.float32,
+                    seed: int = 0) -> tf.PreTrainedTokenizerBase:
+  """A tiny random Qwen2 checkpoint at `path` with its own byte-level BPE tokenizer (trained on `texts`, chat
+  template included) and the tokenizer's bos/eos/pad ids in config.json, as a user's real checkpoint
+  would be; returns the tokenizer. `vocab_size` embedding rows >= the tokenizer's tokens."""
+  from xlra.data.tokenizer import load_tokenizer, train_bpe
+
+  train_bpe(texts, tokenizer_vocab, str(path), min_frequency=1)
+  tok = load_tokenizer(str(path))
+  assert len(tok) <= vocab_size
+  torch.manual_seed(seed)
+  cfg = tf.Qwen2Config(**{**_COMMON, "vocab_size": vocab_size, "max_position_embeddings": 512},
+                       num_hidden_layers=2, tie_word_embeddings=True, use_sliding_window=False,
+                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+  model = tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32)
+  randomize_(model, seed).to(dtype).save_pretrained(str(path), safe_serialization=True)
+  # Read back beside config.json, as a user's checkpoint is: transformers picks the tokenizer class by model_type.
+  return load_tokenizer(str(path))

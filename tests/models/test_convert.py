@@ -104,3 +104,24 @@ def test_convert_config_errors(tmp_path):
     convert.run(_convert_config("hf_to_xlra", src=str(tmp_path), dtype="fp8"), str(tmp_path))
   with pytest.raises(FileNotFoundError, match="model.json"):
     load_model(str(tmp_path))
+
+
+def test_round_trip_keeps_token_ids_and_bfloat16_and_takes_a_workdir(tmp_path):
+  """A bf16 Qwen2 with bos/eos/pad ids comes back bf16 with the same ids; xlra_to_hf takes the workdir."""
+  import torch
+
+  src = tmp_path / "hf_src"
+  hf_model("qwen2", bos_token_id=1, eos_token_id=2, pad_token_id=3).to(torch.bfloat16).save_pretrained(src)
+  work = str(tmp_path / "work")
+  convert.run(_convert_config("hf_to_xlra", src=str(src)), work)
+  model = load_model(os.path.join(work, "model"))
+  assert model.cfg.param_dtype == "bfloat16" and model.embedding[...].dtype == jnp.bfloat16
+  convert.run(_convert_config("xlra_to_hf", src=work), work)  # the workdir, not work/model
+  meta = json.loads((tmp_path / "work" / "hf" / "config.json").read_text())
+  assert (meta["bos_token_id"], meta["eos_token_id"], meta["pad_token_id"]) == (1, 2, 3)
+  assert meta["dtype"] == "bfloat16"
+  back = tf.AutoModelForCausalLM.from_pretrained(str(tmp_path / "work" / "hf"))
+  assert back.dtype == torch.bfloat16 and back.config.eos_token_id == 2
+  forced = str(tmp_path / "f32")
+  convert.run(_convert_config("xlra_to_hf", src=work, dst=forced, dtype="float32"), work)
+  assert json.loads(open(os.path.join(forced, "config.json")).read())["dtype"] == "float32"

@@ -57,7 +57,11 @@ RELEASED = {
 @pytest.mark.parametrize("name", sorted(RELEASED))
 def test_released_config_is_the_preset(name):
   cfg = config_from_hf(RELEASED[name])
-  assert cfg == get_preset(name)
+  ids = ("bos_token_id", "eos_token_id", "pad_token_id")  # kept for the way back to HF; presets have none
+  assert cfg.replace(**dict.fromkeys(ids)) == get_preset(name)
+  for k in ids:
+    want = RELEASED[name].get(k)
+    assert getattr(cfg, k) == (tuple(want) if isinstance(want, list) else want), k
   # and save_hf would describe the same model in the transformers 5 format
   back = config_to_hf(cfg).to_dict()
   assert config_from_hf({**back, "model_type": RELEASED[name]["model_type"]}) == cfg

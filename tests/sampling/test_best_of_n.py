@@ -75,7 +75,8 @@ def test_scores_best_and_missing_eos_penalty(setup, prompts):
     for j, cand in enumerate(res.candidates[i]):
       assert res.stopped[i, j] == (cand[-1] == 11)
       assert res.scores[i, j] == (res.raw_scores[i, j] if res.stopped[i, j] else -7.0)
-    assert res.best_index[i] == int(np.argmax(res.scores[i]))
+    by = res.scores[i] if res.stopped[i].any() else res.raw_scores[i]  # all cut off: the penalty ties them
+    assert res.best_index[i] == int(np.argmax(by))
     assert res.best[i] == res.candidates[i][res.best_index[i]]
   np.testing.assert_array_equal(res.best_score, res.scores.max(axis=1))
 
@@ -109,3 +110,21 @@ def test_bad_n_raises(setup, prompts):
   sampler, params, score, _ = setup
   with pytest.raises(ValueError, match="n=65"):
     bon.best_of_n(sampler, params, prompts, jax.random.key(0), 65, score)
+
+
+def test_every_candidate_cut_off_is_counted_and_picked_by_the_rm(setup, prompts, one_device, caplog):
+  """With 2 new tokens most prompts have no candidate that stops: the penalty ties them all, so the
+  pick falls to the RM's raw score (not to candidate 0) and the prompts are counted and logged."""
+  sampler, params, score, _ = setup
+  short = Sampler(sampler.graphdef, SamplingConfig(max_new_tokens=2, eos_id=11, pad_id=0, temperature=1.5),
+                  one_device)
+  with caplog.at_level("WARNING"):
+    res = bon.best_of_n(short, params, prompts, jax.random.key(2), N, score, missing_eos_penalty=-7.0)
+  cut = ~res.stopped.any(axis=1)
+  assert res.all_cut_off == int(cut.sum()) > 0
+  assert f"on {res.all_cut_off} of {len(prompts)} prompts" in caplog.text
+  for i in np.flatnonzero(cut):
+    assert res.best_index[i] == int(np.argmax(res.raw_scores[i]))
+  assert any(res.best_index[i] != 0 for i in np.flatnonzero(cut)), "want a cut-off prompt whose pick is not 0"
+  for i in np.flatnonzero(~cut):
+    assert res.best_index[i] == int(np.argmax(res.scores[i]))

@@ -61,12 +61,15 @@ def test_bon_job_writes_consistent_outputs(run_dir):
   assert [r["id"] for r in rows] == [e.id for e in examples]
   for r, ex in zip(rows, examples):
     assert r["prompt"] == ex.prompt and len(r["scores"]) == 4 and len(r["candidates"]) == 4
-    assert r["best_index"] == int(np.argmax(r["scores"])) and r["score"] == max(r["scores"])
+    assert r["all_cut_off"] == (not any(r["eos"]))
+    assert r["best_index"] == int(np.argmax(r["raw_scores"] if r["all_cut_off"] else r["scores"]))
+    assert r["score"] == r["scores"][r["best_index"]]
     assert r["output"] == r["candidates"][r["best_index"]]
     assert r["gold_q_all"] == [quality(ex, c) for c in r["candidates"]]
   assert summary["n"] == 4 and math.isclose(summary["kl_bound"], math.log(4) - 3 / 4)
   assert math.isclose(summary["mean_best_score"], np.mean([r["score"] for r in rows]), rel_tol=1e-6)
   assert math.isclose(summary["gold_q_single"], np.mean([np.mean(r["gold_q_all"]) for r in rows]), rel_tol=1e-6)
+  assert summary["all_cut_off"] == sum(r["all_cut_off"] for r in rows)
   assert summary["normalized"] is False  # a fresh RM has no stored statistics
 
 

@@ -135,3 +135,25 @@ def test_durations_and_batch_sizes_are_validated_before_compiling(tmp_path):
     loop.train(_config(num_microbatches=3), tmp_path, _task())
   with pytest.raises(ValueError, match="config.num_steps=0 and config.num_epochs=0"):
     loop.train(_config(num_steps=0), tmp_path, _task())
+
+
+def test_warmup_past_the_epoch_derived_steps_warns_before_compiling(tmp_path, caplog, monkeypatch):
+  """96 examples, one epoch at batch 8: 12 updates, but a real preset's 100 warm-up steps."""
+
+  class Stop(Exception):
+    pass
+
+  def stop(*a, **k):
+    raise Stop  # the loop got past validation; nothing compiled yet
+
+  monkeypatch.setattr(loop.state_lib, "abstract_params", stop)
+  config = _config(num_steps=0, num_epochs=1.0)
+  config.optimizer.warmup_steps = 100
+  with caplog.at_level("WARNING"), pytest.raises(Stop):
+    loop.train(config, tmp_path, _task())
+  msg = " ".join(r.getMessage() for r in caplog.records)
+  assert "config.optimizer.warmup_steps=100" in msg and "12 updates" in msg and "config.num_epochs=1.0" in msg
+  assert "0.12 of config.optimizer.lr" in msg
+  config.optimizer.lr = float("nan")
+  with pytest.raises(ValueError, match="config.optimizer.lr=nan"):
+    loop.train(config, tmp_path, _task())

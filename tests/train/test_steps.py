@@ -3,6 +3,7 @@ the learning-rate schedules, and the step count living in the optimizer state.""
 
 from __future__ import annotations
 
+import logging
 import math
 
 import jax
@@ -89,3 +90,29 @@ def test_schedules_match_their_closed_forms():
   opt.decay = "exponential"
   with pytest.raises(ValueError, match="config.optimizer.decay"):
     optim.make_schedule(opt, 14)
+
+
+def test_warmup_longer_than_the_run_warns_with_both_fields_and_the_peak_fraction(caplog):
+  opt = optim.default_optimizer_config()
+  opt.lr, opt.warmup_steps = 1e-5, 100
+  with caplog.at_level(logging.WARNING):
+    s = optim.make_schedule(opt, total_steps=4, steps_field="config.num_steps")
+  msg = " ".join(r.getMessage() for r in caplog.records)
+  assert "config.optimizer.warmup_steps=100" in msg and "config.num_steps" in msg and "0.04 of" in msg
+  assert float(s(3)) == pytest.approx(0.04 * 1e-5)  # the warning's fraction is what the schedule does
+  caplog.clear()
+  opt.warmup_steps = 4
+  with caplog.at_level(logging.WARNING):
+    optim.make_schedule(opt, total_steps=4)
+  assert not caplog.records
+
+
+@pytest.mark.parametrize("field,value,match", [("lr", 0.0, "config.policy_optimizer.lr"),
+                                               ("lr", float("nan"), "config.policy_optimizer.lr"),
+                                               ("warmup_steps", -1, "config.policy_optimizer.warmup_steps"),
+                                               ("end_lr_frac", 2.0, "config.policy_optimizer.end_lr_frac")])
+def test_bad_optimizer_values_fail_naming_the_field(field, value, match):
+  opt = optim.default_optimizer_config()
+  opt[field] = value
+  with pytest.raises(ValueError, match=match):
+    optim.make_optimizer(opt, 10, "config.policy_optimizer")

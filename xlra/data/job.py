@@ -201,9 +201,14 @@ def load_real(config, tokenizer) -> tuple[dict, dict]:
     lang, sep, path = entry.partition("=")
     if not sep:
       raise ValueError(f"config.real.summarization entry {entry!r} must be LANG=PATH (comma-separated)")
-    recs, skips = sources.load_summarization(path, lang, r.summarization_format, **kw)
+    # Keyed by corpus and language: two corpora of one language (MLSUM and WikiLingua in de) each keep
+    # their own counts.
+    key = f"summarization {lang}={path}"
+    if key in reports:
+      raise ValueError(f"config.real.summarization names {lang}={path} twice; its records would be read twice")
+    recs, skips = sources.load_summarization(path, lang, r.summarization_format, split=r.summarization_split, **kw)
     records["sft"] += recs
-    reports[f"summarization {lang}"] = skips.as_dict()
+    reports[key] = skips.as_dict()
   if not any(records.values()):
     raise ValueError("config.source='real' but no dataset path is set in config.real")
   return records, reports

@@ -72,6 +72,77 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
   return tok
 
 
+# Files that mark a directory as holding a Hugging Face tokenizer (a model directory may hold one beside
+# its weights: xlra.models.checkpoint_io documents the layout).
+_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model")
+
+
+def has_tokenizer(directory: str) -> bool:
+  return any(os.path.isfile(os.path.join(directory, f)) for f in _TOKENIZER_FILES)
+
+
+def saved_tokenizer_dir(path: str) -> str | None:
+  """The tokenizer saved with a model: in `path` itself (a model or HF directory), or in the model/
+  export of a training workdir; None when neither holds one."""
+  for candidate in (path, os.path.join(path, "model")):
+    if has_tokenizer(candidate):
+      return candidate
+  return None
+
+
+def find_tokenizer(explicit: str, model_path: str, fallback: str | None, field: str) -> str:
+  """The tokenizer directory of a model: `explicit` when set, else the one saved with the model at
+  `model_path`, else `fallback` (the data's, for exports older than saved tokenizers)."""
+  found = explicit or saved_tokenizer_dir(model_path) or fallback
+  if not found:
+    raise ValueError(f"{field}={model_path!r} holds no tokenizer files and none was given: set config.tokenizer "
+                     "to the tokenizer the model was trained with")
+  return found
+
+
+def check_same_tokenizer(tok: PreTrainedTokenizerBase, tok_dir: str, other_model: str, field: str) -> None:
+  """Two models that exchange token ids (a policy and its RM) must share a tokenizer: refuse a model saved
+  with another one, naming both."""
+  other = saved_tokenizer_dir(other_model)
+  if other is None or os.path.abspath(other) == os.path.abspath(tok_dir):
+    return
+  other_tok = load_tokenizer(other)
+  if not same_tokenizer(tok, other_tok):
+    raise ValueError(f"{field}={other_model!r} was trained with another tokenizer ({len(other_tok)} tokens, {other}) "
+                     f"than the policy's ({len(tok)} tokens, {tok_dir}): token ids would mean different things to "
+                     "the two models; train both from the same base checkpoint and tokenizer")
+
+
+def save_tokenizer(tok: PreTrainedTokenizerBase, directory: str) -> None:
+  """Write `tok` (vocabulary, special tokens, chat template) beside a model in `directory`, so that the
+  model and its tokenizer travel together (`AutoTokenizer.from_pretrained(directory)` reads it back).
+  Process 0 writes; the others return."""
+  import jax
+
+  if jax.process_index() == 0:
+    tok.save_pretrained(directory)
+
+
+def check_fits(tok: PreTrainedTokenizerBase, vocab_size: int, what: str, tokenizer_dir: str = "") -> None:
+  """Refuses a tokenizer that cannot drive a model with `vocab_size` embedding rows (more tokens than
+  rows, or a pad/EOS id past them), before anything compiles. Fewer tokens than rows is normal (rows are
+  rounded up for sharding, and real checkpoints reserve some)."""
+  where = f" at {tokenizer_dir}" if tokenizer_dir else ""
+  if len(tok) > vocab_size:
+    raise ValueError(f"the tokenizer{where} has {len(tok)} tokens but {what} has {vocab_size} embedding rows: "
+                     f"use the tokenizer the model was trained with (the one saved beside it)")
+  for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
+    i = getattr(tok, name)
+    if i is not None and not 0 <= i < vocab_size:
+      raise ValueError(f"the tokenizer{where} has {name}={i}, outside the {vocab_size} embedding rows of {what}")
+
+
+def same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> bool:
+  """The same vocabulary and special ids: token ids mean the same thing under both."""
+  return (len(a) == len(b) and (a.eos_token_id, a.pad_token_id, a.bos_token_id) ==
+          (b.eos_token_id, b.pad_token_id, b.bos_token_id) and a.get_vocab() == b.get_vocab())
+
+
 def encode_prompt(tok: PreTrainedTokenizerBase, prompt: str | list[dict]) -> list[int]:
   """Token ids of a prompt (a user message, or a message list for multi-turn), ending where the
   assistant's response starts. Without a chat template: BOS + the text + a newline."""

@@ -15,33 +15,18 @@ from absl import logging
 from flax import nnx
 
 from xlra import files
-
-PROMPT_FIELDS = ("id", "prompt", "lang")
-
-
-def read_prompts(path: str, default_task: str) -> list[dict]:
-  """Rows {"id", "prompt", "lang"[, "task"]} of a prompts JSONL; raises naming the file and row."""
-  if not path:
-    raise ValueError("config.prompts is empty: a system given as a checkpoint is generated on that prompt set")
-  rows = []
-  for i, row in enumerate(files.read_jsonl(path), 1):
-    missing = [k for k in PROMPT_FIELDS if not isinstance(row.get(k), str)]
-    if missing:
-      raise ValueError(f"{path}: row {i} lacks string field(s) {missing} (needs {PROMPT_FIELDS}, optional 'task')")
-    rows.append({k: row[k] for k in PROMPT_FIELDS} | {"task": row.get("task") or default_task})
-  return rows
-
+from xlra.data.sources.prompts import read_prompts
 
 def generate_outputs(system: ml_collections.ConfigDict, config: ml_collections.ConfigDict, path: str) -> None:
   """Write `path` (JSONL id, prompt, output, lang, task) with the checkpoint's outputs on config.prompts."""
-  from xlra.data.tokenizer import decode_response, encode_prompt, load_tokenizer
-  from xlra.eval.checkpoints import load_lm
+  from xlra.data.tokenizer import decode_response, encode_prompt
+  from xlra.eval.checkpoints import load_lm_and_tokenizer
   from xlra.sampling.sampler import Sampler, SamplingConfig
 
   gc = config.generation
   rows = read_prompts(config.prompts, config.task)
-  tok = load_tokenizer(system.tokenizer or system.checkpoint)
-  model = load_lm(system.checkpoint, system.checkpoint_format)
+  model, tok = load_lm_and_tokenizer(system.checkpoint, system.tokenizer, system.checkpoint_format,
+                                     field="system checkpoint")
   graphdef, params = nnx.split(model)
   sampler = Sampler(graphdef, SamplingConfig(max_new_tokens=gc.max_new_tokens, eos_id=tok.eos_token_id,
                                              pad_id=tok.pad_token_id, temperature=gc.temperature,

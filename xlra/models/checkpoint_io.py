@@ -6,6 +6,8 @@ Layout of a model directory DIR (documented here because other stages read and w
                      i.e. nested dicts of arrays, e.g. params["blocks"][0]["attn"]["wq"] [D, N, H]
     DIR/model.json   {"format": "xlra-model", "version": 1, "kind": "lm" | "scalar", "config": {ModelConfig}}
                      written last, so its presence means the directory is complete
+    DIR/tokenizer*   the tokenizer the model was trained with (Hugging Face files, chat template included),
+                     written beside it by every job that exports a model, and read by every job that loads one
 
 Training checkpoints (orbax CheckpointManager, full TrainState) live elsewhere; this is the format to
 hand a model to another stage or to `save_hf`. Restoring builds the module abstractly and reads each
@@ -29,6 +31,7 @@ from xlra.models.hf import param_sharding_fn
 from xlra.models.transformer import Transformer
 
 FORMAT, VERSION = "xlra-model", 1
+MODEL = "model"  # a training workdir's export: WORKDIR/model
 _KINDS = {"lm": Transformer, "scalar": ScalarModel}
 
 
@@ -43,8 +46,9 @@ def config_from_json(d: Mapping[str, Any]) -> ModelConfig:
   if unknown:
     raise ValueError(f"model config fields {unknown} are unknown to this xlra version; known: {sorted(names)}")
   d = dict(d)
-  if d.get("layer_types") is not None:
-    d["layer_types"] = tuple(d["layer_types"])
+  for key in ("layer_types", "eos_token_id"):  # JSON has no tuples; the frozen config needs hashable fields
+    if isinstance(d.get(key), list):
+      d[key] = tuple(d[key])
   return ModelConfig(**d)
 
 
@@ -84,6 +88,16 @@ def read_model_config(directory: str) -> tuple[str, ModelConfig]:
     raise ValueError(f"{meta_path}: format/version/kind {meta.get('format')!r}/{meta.get('version')!r}/"
                      f"{meta.get('kind')!r} not understood; expected {FORMAT!r}/{VERSION}/{sorted(_KINDS)}")
   return meta["kind"], config_from_json(meta["config"])
+
+
+def resolve_model_dir(path: str, field: str = "config.init_checkpoint") -> str:
+  """A model directory: `path` itself, or the `model/` export of a training workdir."""
+  for candidate in (path, os.path.join(path, MODEL)):
+    if os.path.exists(os.path.join(candidate, "model.json")):
+      read_model_config(candidate)  # clear error for a foreign or newer format
+      return candidate
+  raise FileNotFoundError(f"{field}={path!r} is neither a model directory (with model.json) nor a training "
+                          f"workdir with a finished {MODEL}/ export")
 
 
 def load_model(directory: str, *, dtype: str | None = None, compute_dtype: str | None = None, mesh=None,

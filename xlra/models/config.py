@@ -52,6 +52,12 @@ class ModelConfig:
   # masked. At most MAX_QUERY_BLOCKS blocks; 0 or a length >= the sequence: one block. Compute only:
   # the values are the same up to float rounding.
   attn_block: int = 128
+  # Special token ids of the checkpoint's config.json (an int, a tuple of ints for several EOS, or None).
+  # The model does not use them (the tokenizer decides what is sampled); they are kept so that a
+  # conversion back to Hugging Face writes what it read, and generate() stops where it did.
+  bos_token_id: Any = None
+  eos_token_id: Any = None
+  pad_token_id: Any = None
 
   def __post_init__(self):
     def bad(field, why):

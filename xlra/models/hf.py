@@ -132,7 +132,18 @@ def config_from_hf(config_dict: Mapping[str, Any]) -> ModelConfig:
       final_softcap=getattr(hc, "final_logit_softcapping", None),
       query_pre_attn_scalar=getattr(hc, "query_pre_attn_scalar", None),
       sliding_window=window if "sliding" in layer_types else None,
-      layer_types=layer_types if "sliding" in layer_types else None, max_seq_len=hc.max_position_embeddings)
+      layer_types=layer_types if "sliding" in layer_types else None, max_seq_len=hc.max_position_embeddings,
+      **_token_ids(config_dict))
+
+
+def _token_ids(config_dict: Mapping[str, Any]) -> dict[str, Any]:
+  """bos/eos/pad ids of a config.json (top level, or the text config of a multimodal one)."""
+  d = config_dict.get("text_config") or config_dict
+  out = {}
+  for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+    v = d.get(key, config_dict.get(key))
+    out[key] = tuple(v) if isinstance(v, list) else v
+  return out
 
 
 def _hf_rope(theta: float, scaling: dict | None) -> dict:
@@ -149,7 +160,9 @@ def config_to_hf(cfg: ModelConfig, dtype: str = "float32"):
       vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
       num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_kv_heads,
       max_position_embeddings=cfg.max_seq_len, rms_norm_eps=cfg.norm_eps, tie_word_embeddings=cfg.tie_embeddings,
-      dtype=dtype, architectures=[_MODEL_TYPES[model_type][1]])
+      dtype=dtype, architectures=[_MODEL_TYPES[model_type][1]], bos_token_id=cfg.bos_token_id,
+      eos_token_id=list(cfg.eos_token_id) if isinstance(cfg.eos_token_id, tuple) else cfg.eos_token_id,
+      pad_token_id=cfg.pad_token_id)
   if cfg.family != "qwen2":  # Qwen 2 derives head_dim from hidden_size / heads
     kw["head_dim"] = cfg.head_dim
   kw["hidden_activation" if gemma else "hidden_act"] = "silu" if cfg.act == "silu" else "gelu_pytorch_tanh"

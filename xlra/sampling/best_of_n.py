@@ -8,6 +8,9 @@ prompts and samples are split into generation batches, and equal n independent s
 Scoring follows the RM's training layout: [prompt | response] right-padded, scored at the last real
 token (the EOS that ends the response). A response that ran out of tokens without EOS gets
 `missing_eos_penalty` instead of its score when one is set (xlra.train.ppo.final_scores, as in PPO).
+When every candidate of a prompt ran out, the penalty ties them all; the RM's own scores then pick
+among them, and such prompts are counted (`all_cut_off`) and logged, so a budget too small for the
+task shows instead of resolving to candidate 0.
 
 The KL between the best-of-n policy and the sampling policy is at most log n - (n - 1) / n
 (Stiennon et al. 2020; Beirami et al. 2024), reported with the results.
@@ -21,6 +24,7 @@ from typing import Callable, Sequence
 
 import jax
 import numpy as np
+from absl import logging
 from flax import nnx
 
 from xlra.sampling.sampler import Sampler
@@ -41,7 +45,8 @@ class BestOfNResult:
   best[i]: token ids of the chosen response (its stop token included); best_index [P] which of the n
   samples it is; scores [P, n] float32 final scores (after the missing-EOS rule); raw_scores [P, n]
   the RM's scores; stopped [P, n] whether each candidate ended with a stop token; lengths [P, n];
-  candidates[i][j] token ids of every sample when `keep_all`, else None.
+  candidates[i][j] token ids of every sample when `keep_all`, else None; all_cut_off: prompts none of
+  whose candidates ended with a stop token (chosen by raw_scores among them).
   """
 
   n: int
@@ -53,6 +58,7 @@ class BestOfNResult:
   lengths: np.ndarray
   candidates: list[list[list[int]]] | None
   kl_bound: float
+  all_cut_off: int = 0
 
   @property
   def best_score(self) -> np.ndarray:
@@ -104,8 +110,13 @@ def best_of_n(sampler: Sampler, policy_params: nnx.State, prompts: Sequence[Sequ
   rows = [list(prompts[i]) + responses[i][j] for i in range(n_prompts) for j in range(n)]
   raw = np.asarray(score(rows), np.float32).reshape(n_prompts, n)
   scores = np.asarray(final_scores(raw, stopped, missing_eos_penalty))
-  best_index = np.argmax(scores, axis=1)
+  cut_off = ~stopped.any(axis=1)
+  best_index = np.where(cut_off, np.argmax(raw, axis=1), np.argmax(scores, axis=1))
+  if cut_off.any():
+    logging.warning("best-of-n: on %d of %d prompts every one of the %d candidates ran out of max_new_tokens=%d "
+                    "without a stop token; chose among them by the RM's raw score. Raise max_new_tokens if "
+                    "responses need more.", int(cut_off.sum()), n_prompts, n, t)
   return BestOfNResult(
       n=n, best=[responses[i][best_index[i]] for i in range(n_prompts)], best_index=best_index, scores=scores,
       raw_scores=raw, stopped=stopped, lengths=lengths, candidates=responses if keep_all else None,
-      kl_bound=kl_bound(n))
+      kl_bound=kl_bound(n), all_cut_off=int(cut_off.sum()))

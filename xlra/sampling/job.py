@@ -5,8 +5,10 @@
 Writes, under WORKDIR:
   bon.jsonl          one row per prompt: id, lang, task, prompt, output (the chosen response's text),
                      score (its final score), scores (all n), raw_scores, best_index, eos (per candidate),
+                     all_cut_off (no candidate ended with EOS: chosen by raw score),
                      gold_q / gold_q_all on testbed prompts, candidates (texts) when config.keep_candidates
-  bon_summary.json   n, the KL bound log n - (n-1)/n, mean chosen vs mean sampled score, and on the
+  bon_summary.json   n, the KL bound log n - (n-1)/n, mean chosen vs mean sampled score, all_cut_off
+                     (prompts whose every candidate lacked EOS), and on the
                      testbed the gold quality of the chosen output vs a single sample; written last,
                      so a finished run is not redone.
 
@@ -26,6 +28,7 @@ from absl import logging
 from flax import nnx
 
 from xlra import files
+from xlra.data.tokenizer import check_same_tokenizer, find_tokenizer, load_tokenizer
 from xlra.eval.checkpoints import load_lm
 from xlra.models.transformer import Transformer
 from xlra.parallel import mesh as mesh_lib
@@ -63,7 +66,7 @@ def load_prompts(config: ml_collections.ConfigDict, workdir: str, data=None):
   config.data_dir (or WORKDIR).
   """
   if config.prompts:
-    from xlra.eval.generate import read_prompts
+    from xlra.data.sources.prompts import read_prompts
     rows, examples, tok_dir = read_prompts(config.prompts, config.task), None, None
   else:
     from xlra.data.job import prepare
@@ -88,7 +91,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
 def run_best_of_n(config: ml_collections.ConfigDict, workdir: str, data=None) -> dict:
   """Best-of-n of config.policy_checkpoint under config.rm_checkpoint; returns the summary (read back
   when WORKDIR already holds a finished run). data: an optional prepared DataBundle (the pipeline's)."""
-  from xlra.data.tokenizer import decode_response, encode_prompt, load_tokenizer
+  from xlra.data.tokenizer import check_fits, decode_response, encode_prompt
 
   _validate(config)
   out_path, summary_path = os.path.join(workdir, OUTPUT), os.path.join(workdir, SUMMARY)
@@ -98,11 +101,11 @@ def run_best_of_n(config: ml_collections.ConfigDict, workdir: str, data=None) ->
   mesh = mesh_lib.make_mesh(dict(config.mesh))
   rules = mesh_lib.rules_from_config(config.sharding_rules)
   rows, examples, data_tok = load_prompts(config, workdir, data)
-  tok = load_tokenizer(config.tokenizer or data_tok or config.policy_checkpoint)
   policy = load_policy(config.policy_checkpoint, mesh)
-  if len(tok) > policy.cfg.vocab_size:
-    raise ValueError(f"the tokenizer has {len(tok)} tokens but the policy's vocab_size is {policy.cfg.vocab_size}; "
-                     "set config.tokenizer to the policy's own tokenizer")
+  tok_dir = find_tokenizer(config.tokenizer, config.policy_checkpoint, data_tok, "config.policy_checkpoint")
+  tok = load_tokenizer(tok_dir)
+  check_fits(tok, policy.cfg.vocab_size, f"config.policy_checkpoint={config.policy_checkpoint!r}", tok_dir)
+  check_same_tokenizer(tok, tok_dir, config.rm_checkpoint, "config.rm_checkpoint")
   prompts = []
   for i, r in enumerate(rows):
     ids = encode_prompt(tok, r["prompt"])
@@ -134,7 +137,8 @@ def run_best_of_n(config: ml_collections.ConfigDict, workdir: str, data=None) ->
   for i, r in enumerate(rows):
     b = int(res.best_index[i])
     row = {**r, "output": texts[i][b], "score": float(res.scores[i, b]), "scores": res.scores[i].tolist(),
-           "raw_scores": res.raw_scores[i].tolist(), "best_index": b, "eos": res.stopped[i].tolist()}
+           "raw_scores": res.raw_scores[i].tolist(), "best_index": b, "eos": res.stopped[i].tolist(),
+           "all_cut_off": not res.stopped[i].any()}
     if examples is not None:
       from xlra.data.testbed import quality
       q = [quality(examples[i], t) for t in texts[i]]
@@ -150,7 +154,7 @@ def run_best_of_n(config: ml_collections.ConfigDict, workdir: str, data=None) ->
   n_tokens = int(res.lengths.sum())
   summary = {"n": config.n, "kl_bound": res.kl_bound, "prompts": len(rows), "normalized": normalize,
              "mean_best_score": float(res.best_score.mean()), "mean_sample_score": float(res.scores.mean()),
-             "eos_rate": float(res.stopped.mean()), "generated_tokens": n_tokens,
+             "eos_rate": float(res.stopped.mean()), "all_cut_off": res.all_cut_off, "generated_tokens": n_tokens,
              "seconds": seconds, "tokens_per_s": n_tokens / seconds}
   if examples is not None:
     summary.update(gold_q_best=float(np.mean(gold_best)), gold_q_single=float(np.mean(gold_all)))

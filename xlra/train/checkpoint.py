@@ -22,9 +22,9 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from xlra.models.checkpoint_io import read_model_config
+from xlra.models.checkpoint_io import MODEL, resolve_model_dir  # noqa: F401  (re-exported: the jobs' resolver)
 
-CHECKPOINTS, BEST, MODEL, CORRUPT = "checkpoints", "best", "model", "checkpoints_corrupt"
+CHECKPOINTS, BEST, CORRUPT = "checkpoints", "best", "checkpoints_corrupt"
 
 
 class CorruptCheckpointError(RuntimeError):
@@ -175,16 +175,6 @@ class Checkpointer:
 
 def model_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), MODEL)
-
-
-def resolve_model_dir(path: str, field: str = "config.init_checkpoint") -> str:
-  """A model directory: `path` itself, or the `model/` export of a training workdir."""
-  for candidate in (path, os.path.join(path, MODEL)):
-    if os.path.exists(os.path.join(candidate, "model.json")):
-      read_model_config(candidate)  # clear error for a foreign or newer format
-      return candidate
-  raise FileNotFoundError(f"{field}={path!r} is neither a model directory (with model.json) nor a training "
-                          f"workdir with a finished {MODEL}/ export")
 
 
 def resume_source(latest_step: int | None, init_checkpoint: str, init_hf: str) -> tuple[str, str | None]:

@@ -18,6 +18,7 @@ from flax import nnx
 
 from xlra import files
 from xlra.data.job import DataBundle, prepare
+from xlra.data.tokenizer import check_fits
 from xlra.models.checkpoint_io import load_model, read_model_config
 from xlra.models.config import ModelConfig
 from xlra.models.heads import ScalarModel
@@ -56,9 +57,8 @@ def model_config(config: ml_collections.ConfigDict, tokenizer) -> ModelConfig:
     cfg = get_preset(m.preset, vocab_size=-(-len(tokenizer) // _VOCAB_MULTIPLE) * _VOCAB_MULTIPLE)
     cfg = cfg.replace(max_seq_len=max(cfg.max_seq_len, config.max_len))
   cfg = cfg.replace(dtype=m.dtype, param_dtype=m.param_dtype)
-  if len(tokenizer) > cfg.vocab_size:
-    raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {cfg.vocab_size}; "
-                     f"use the checkpoint's own tokenizer (config.data.tokenizer.path) or another config.model.preset")
+  check_fits(tokenizer, cfg.vocab_size, "the model (set config.data.tokenizer.path to the checkpoint's own "
+             "tokenizer, or pick another config.model.preset)")
   if config.max_len > cfg.max_seq_len:
     raise ValueError(f"config.max_len={config.max_len} exceeds the model's max_seq_len={cfg.max_seq_len}")
   return cfg
@@ -99,7 +99,7 @@ def sft_task(config: ml_collections.ConfigDict, bundle: DataBundle) -> loop.Task
   return loop.Task(name="sft", build_model=lambda: Transformer(cfg, rngs=nnx.Rngs(config.seed)),
                    loss_fn=sft.sft_loss, train_data=loader, eval_data=evals, load_init=load_init,
                    flops_per_token=flops_per_token(cfg, config.max_len, lm_head=True), train_examples=n,
-                   compute_dtype=cfg.dtype)
+                   compute_dtype=cfg.dtype, tokenizer=bundle.tokenizer)
 
 
 def train_sft(config: ml_collections.ConfigDict, workdir: str, data: DataBundle | None = None,
@@ -136,7 +136,7 @@ def rm_task(config: ml_collections.ConfigDict, bundle: DataBundle) -> loop.Task:
                    build_model=lambda: ScalarModel(cfg, rngs=nnx.Rngs(config.seed)),
                    loss_fn=loss_fn, train_data=loader, eval_data=evals, load_init=load_init,
                    flops_per_token=flops_per_token(cfg, config.max_len, lm_head=False), train_examples=n,
-                   compute_dtype=cfg.dtype)
+                   compute_dtype=cfg.dtype, tokenizer=bundle.tokenizer)
 
 
 def train_rm(config: ml_collections.ConfigDict, workdir: str, data: DataBundle | None = None,

@@ -13,7 +13,8 @@ weights); `train(config, workdir, task)` does the rest, in this order:
      params by `config.best_metric` kept by orbax;
   6. checkpoints every `checkpoint_every` steps and at the end; SIGTERM or `should_stop` saves and
      raises `TrainingInterrupted` (rerun the same command to resume);
-  7. the export WORKDIR/model (best params, else final) in the xlra model format.
+  7. the export WORKDIR/model (best params, else final) in the xlra model format, with the task's
+     tokenizer beside it.
 
 Config fields read here (configs/sft.py documents them): seed, num_steps, num_epochs, batch_size,
 eval_batch_size, num_microbatches, mesh, sharding_rules, optimizer, log_every, eval_every,
@@ -35,6 +36,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from xlra.data.tokenizer import save_tokenizer
 from xlra.models.checkpoint_io import save_model
 from xlra.parallel import mesh as mesh_lib
 from xlra.parallel.distributed import is_main_process
@@ -100,6 +102,7 @@ class Task:
   flops_per_token: float
   train_examples: int
   compute_dtype: str = "float32"  # of the matmul peak measured for MFU when config.peak_flops is 0
+  tokenizer: Any = None  # saved beside the exported model (the model and its tokenizer travel together)
 
 
 @dataclasses.dataclass
@@ -208,7 +211,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task,
   validate(config, mesh)
   steps = total_steps(config, task.train_examples)
   eval_every = config.eval_every if task.eval_data else 0
-  tx, schedule = optim.make_optimizer(config.optimizer, steps)
+  steps_field = ("config.num_steps" if config.num_steps > 0 else
+                 f"config.num_steps=0, derived from config.num_epochs={config.num_epochs} over {task.train_examples} "
+                 f"examples at config.batch_size={config.batch_size}")
+  tx, schedule = optim.make_optimizer(config.optimizer, steps, steps_field=steps_field)
   graphdef, abstract_params = state_lib.abstract_params(task.build_model)
   abstract = state_lib.abstract_state(abstract_params, tx)
   shardings = state_lib.state_shardings(abstract, mesh, rules)
@@ -334,6 +340,8 @@ def _export(workdir, task, graphdef, state, abstract_params, shardings, ckpt, me
       params = ckpt.restore_best(ckpt_lib.restore_target(abstract_params, shardings.params))
   out = ckpt_lib.model_dir(workdir)
   save_model(nnx.merge(graphdef, params), out)
+  if task.tokenizer is not None:
+    save_tokenizer(task.tokenizer, out)
   if is_main_process():
     logging.info("%s: exported %s params (step %s) to %s; validation %s", task.name,
                  "best" if best is not None else "final", best if best is not None else "last", out, val)

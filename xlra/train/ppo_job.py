@@ -7,9 +7,11 @@ model directory); the frozen RM is `rm_ckpt` (an `xlra rm` workdir, any language
 reward_stats.json for normalisation; the critic starts as the RM (config.critic_init='rm'), or as
 the SFT decoder with a fresh scalar head ('sft'); RLOO has none ('none').
 
-Prompts come from the testbed RL split of config.lang (and config.task, '' = every task), in a
-seeded order per pass. Per iteration WORKDIR/metrics.jsonl gets the RM reward next to the gold
-quality q and the KL to the reference, so reward hacking (proxy reward up, q flat or down) shows:
+Prompts come from config.prompts_jsonl (real RL prompts) or the testbed RL split of config.lang (and
+config.task, '' = every task), in a seeded order per pass; the tokenizer is the one saved beside the
+policy (xlra.train.ppo_prompts says which and what is refused). Per iteration WORKDIR/metrics.jsonl
+gets the RM reward next to, on the testbed, the gold quality q and the KL to the reference, so reward
+hacking (proxy reward up, q flat or down) shows:
 rm_score, score, gold_q, kl, entropy, response_length, response_words, annotator_bias (the simulated
 annotators' language-specific bonus that q does not pay), eos_rate, the learner's clip fraction,
 approx KL, value loss, explained variance, and the time split between rollout and learning. Every
@@ -36,13 +38,13 @@ from absl import logging
 from flax import nnx
 
 from xlra import files
-from xlra.data.job import DataBundle, prepare
+from xlra.data.job import DataBundle
 from xlra.data.testbed import Annotator, quality
-from xlra.data.tokenizer import decode_response, encode_prompt
+from xlra.data.tokenizer import decode_response, save_tokenizer
 from xlra.eval.judges.base import Judgement
 from xlra.eval.judges.oracle import OracleJudge
 from xlra.eval.winrate import win_rate
-from xlra.models.checkpoint_io import load_model, save_model
+from xlra.models.checkpoint_io import load_model, read_model_config, save_model
 from xlra.models.heads import ScalarModel
 from xlra.models.transformer import Transformer
 from xlra.parallel import mesh as mesh_lib
@@ -52,6 +54,7 @@ from xlra.train import checkpoint as ckpt_lib
 from xlra.train.loop import NonFiniteError, TrainingInterrupted, _StopFlag
 from xlra.train.metrics import MetricWriter, Progress, read_metrics
 from xlra.train.ppo_loop import PPOTrainer
+from xlra.train.ppo_prompts import PPOData, PromptSet, load_ppo_data
 from xlra.train.scoring import RewardScorer, read_stats
 from xlra.train.state import split_params
 
@@ -67,28 +70,8 @@ class PPOResult:
   beta: float
   last: dict[str, float]  # metrics of the last iteration
   evals: list[dict]  # eval rows (iteration, gold_q, rm_score, win_rate, ...)
-
-
-def _prompts(bundle: DataBundle, config, split: str, limit: int | None = None):
-  """(examples, prompt ids) of a testbed split; prompts over config.max_prompt_len are skipped and counted."""
-  if bundle.testbed is None:
-    raise ValueError("xlra ppo reads prompts from the testbed; config.data.source must be 'testbed'")
-  examples = bundle.testbed.get(split, config.lang, config.task or None)[:limit]
-  kept, ids, too_long = [], [], 0
-  for ex in examples:
-    p = encode_prompt(bundle.tokenizer, ex.prompt)
-    if len(p) > config.max_prompt_len:
-      too_long += 1
-      continue
-    kept.append(ex)
-    ids.append(p)
-  if too_long:
-    logging.warning("ppo: skipped %d of %d %s prompts longer than config.max_prompt_len=%d", too_long,
-                    len(examples), split, config.max_prompt_len)
-  if not kept and split == "rl":
-    raise ValueError(f"no RL prompts for lang={config.lang!r} task={config.task!r} (config.data.sizes.rl="
-                     f"{config.data.sizes.rl}, {too_long} over config.max_prompt_len)")
-  return kept, ids
+  prompts: str = ""  # where the RL prompts came from (config.prompts_jsonl, or "testbed rl/LANG")
+  tokenizer: str = ""  # the tokenizer directory used (saved beside model_dir too)
 
 
 def _order(n: int, iteration: int, per_iter: int, seed: int) -> list[int]:
@@ -125,7 +108,7 @@ def _roles(config, policy_dir: str, rm_dir: str, mesh, rules):
     critic = ScalarModel(policy.cfg, rngs=nnx.Rngs(config.seed), backbone=policy)
     critic_def, critic_params = split_params(critic)
   stats = read_stats(ckpt_lib.resolve_model_dir(rm_dir, "config.rm_checkpoint"))
-  return dict(vocab_size=policy.cfg.vocab_size, policy_def=policy_def, policy_params=policy_params, critic_def=critic_def,
+  return dict(policy_def=policy_def, policy_params=policy_params, critic_def=critic_def,
               critic_params=critic_params, rm_def=rm_def, rm_params=rm_params, rm_stats=stats)
 
 
@@ -133,8 +116,8 @@ class _Evaluator:
   """Greedy outputs of a policy on the eval prompts: gold q, RM score and the oracle win rate
   against the reference (SFT) policy's greedy outputs, computed once."""
 
-  def __init__(self, trainer: PPOTrainer, examples, prompts, tokenizer, config, rm_def):
-    self.trainer, self.examples, self.prompts, self.tok = trainer, examples, prompts, tokenizer
+  def __init__(self, trainer: PPOTrainer, prompts: PromptSet, tokenizer, config, rm_def):
+    self.trainer, self.examples, self.prompts, self.tok = trainer, prompts.examples, prompts.ids, tokenizer
     s = trainer.sampling
     self.sampler = Sampler(trainer.sampler.graphdef, dataclasses.replace(s, temperature=0.0), trainer.mesh,
                            trainer.rules)
@@ -151,28 +134,34 @@ class _Evaluator:
 
   def __call__(self, params) -> tuple[dict[str, float], list[str]]:
     texts, out = self.outputs(params)
-    base_texts, _ = self.baseline
-    q = [quality(ex, t) for ex, t in zip(self.examples, texts)]
     seqs = [p + out.response(i) for i, p in enumerate(self.prompts)]
-    rm = self.scorer.score_ids(seqs)
-    reqs = [Judgement(ex.prompt, a, b, ex.lang, ex.task, example=ex)
-            for ex, a, b in zip(self.examples, texts, base_texts)]
-    wr = win_rate([r.p_a for r in OracleJudge().judge(reqs)], n_boot=2000, seed=self.seed)
-    return {"gold_q": float(np.mean(q)), "rm_score": float(np.mean(rm)), "win_rate": wr.win_rate,
-            "win_ci_low": wr.ci_low, "win_ci_high": wr.ci_high, "eos_rate": float(np.mean(out.stopped)),
-            "response_length": float(np.mean(out.lengths))}, texts
+    row = {"rm_score": float(np.mean(self.scorer.score_ids(seqs))), "eos_rate": float(np.mean(out.stopped)),
+           "response_length": float(np.mean(out.lengths))}
+    if self.examples is not None:  # the testbed: gold q and the oracle's win rate against the SFT policy
+      base_texts, _ = self.baseline
+      reqs = [Judgement(ex.prompt, a, b, ex.lang, ex.task, example=ex)
+              for ex, a, b in zip(self.examples, texts, base_texts)]
+      wr = win_rate([r.p_a for r in OracleJudge().judge(reqs)], n_boot=2000, seed=self.seed)
+      row.update(gold_q=float(np.mean([quality(ex, t) for ex, t in zip(self.examples, texts)])),
+                 win_rate=wr.win_rate, win_ci_low=wr.ci_low, win_ci_high=wr.ci_high)
+    return row, texts
 
 
-def _rollout_quality(examples, rows: list[int], host: dict, tokenizer, annotator: Annotator, k: int) -> dict:
-  """Gold q and the annotators' language-specific bias of the sampled responses (host rows)."""
+def _rollout_quality(examples, rows: list[int], host: dict, tokenizer, annotator: Annotator | None, k: int) -> dict:
+  """Words per sampled response (host rows); on the testbed also their gold q and the annotators'
+  language-specific bias."""
   q, bias, words = [], [], []
   for r in range(host["tokens"].shape[0]):
-    ex = examples[rows[r // k]]
     text = decode_response(tokenizer, host["tokens"][r, :host["lengths"][r]])
-    q.append(quality(ex, text))
-    bias.append(annotator.bias(ex, text))
     words.append(len(text.split()))
-  return {"gold_q": float(np.mean(q)), "annotator_bias": float(np.mean(bias)), "response_words": float(np.mean(words))}
+    if examples is not None:
+      ex = examples[rows[r // k]]
+      q.append(quality(ex, text))
+      bias.append(annotator.bias(ex, text))
+  out = {"response_words": float(np.mean(words))}
+  if examples is not None:
+    out.update(gold_q=float(np.mean(q)), annotator_bias=float(np.mean(bias)))
+  return out
 
 
 def train_ppo(config: ml_collections.ConfigDict, workdir: str, policy_ckpt: str | None = None,
@@ -187,17 +176,11 @@ def train_ppo(config: ml_collections.ConfigDict, workdir: str, policy_ckpt: str 
       raise ValueError(f"{field} is empty: name the workdir (or model directory) of the SFT policy / reward model")
   mesh = mesh_lib.make_mesh(dict(config.mesh))
   rules = mesh_lib.rules_from_config(config.sharding_rules)
-  bundle = data if data is not None else prepare(config.data, config.data_dir or workdir)
-  tok = bundle.tokenizer
-  examples, prompts = _prompts(bundle, config, "rl")
-  eval_examples, eval_prompts = _prompts(bundle, config, "eval", config.eval_prompts) if config.eval_prompts else ([], [])
+  vocab = read_model_config(ckpt_lib.resolve_model_dir(policy_dir, "config.policy_checkpoint"))[1].vocab_size
+  pd = load_ppo_data(config, workdir, policy_dir, rm_dir, vocab, data)
+  tok, examples, prompts = pd.tokenizer, pd.rl.examples, pd.rl.ids
   roles = _roles(config, policy_dir, rm_dir, mesh, rules)
-  vocab = roles.pop("vocab_size")
-  if len(tok) > vocab:
-    raise ValueError(f"the tokenizer of {config.data_dir or workdir}/data has {len(tok)} tokens but the policy's "
-                     f"vocab_size is {vocab}: point config.data_dir at the workdir whose data trained the SFT model")
   trainer = PPOTrainer(config, mesh, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, rules=rules, **roles)
-  annotator = Annotator.from_config(config.data.annotator)
 
   ckpt = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
   start, latest = 0, ckpt.latest_step()
@@ -205,11 +188,12 @@ def train_ppo(config: ml_collections.ConfigDict, workdir: str, policy_ckpt: str 
     target = ckpt_lib.restore_target(trainer.state, jax.tree.map(lambda x: x.sharding, trainer.state))
     latest, trainer.state, loop_state = ckpt.restore_latest(target)
     start, trainer.beta = int(loop_state["iteration"]), float(loop_state["beta"])
-  logging.info("ppo: lang=%s task=%s, %d RL prompts, iterations %d -> %d, weights from %s", config.lang,
-               config.task or "all", len(prompts), start, config.iterations, "workdir" if latest else policy_dir)
+  logging.info("ppo: lang=%s task=%s, %d RL prompts from %s, tokenizer %s (%d tokens), iterations %d -> %d, "
+               "weights from %s", config.lang, config.task or "all", len(prompts), pd.source, pd.tokenizer_dir,
+               len(tok), start, config.iterations, "workdir" if latest else policy_dir)
   writer = MetricWriter(workdir, resume_step=start)
   progress = Progress("ppo", config.iterations, start, every_s=10.0)
-  evaluator = _Evaluator(trainer, eval_examples, eval_prompts, tok, config, roles["rm_def"]) if eval_prompts else None
+  evaluator = _Evaluator(trainer, pd.eval, tok, config, roles["rm_def"]) if pd.eval.rows else None
   evals = [r for r in _read_evals(workdir) if r["step"] <= start]
   last, texts, saved = {}, [], latest
 
@@ -233,7 +217,7 @@ def train_ppo(config: ml_collections.ConfigDict, workdir: str, policy_ckpt: str 
       rows = _order(len(prompts), it, config.prompts_per_iteration, config.seed)
       metrics, host = trainer.iteration([prompts[i] for i in rows], it, prompt_ids=rows)
       t0 = time.perf_counter()
-      metrics.update(_rollout_quality(examples, rows, host, tok, annotator, config.samples_per_prompt))
+      metrics.update(_rollout_quality(examples, rows, host, tok, pd.annotator, config.samples_per_prompt))
       metrics["time/gold_s"] = time.perf_counter() - t0
       bad = [k for k, v in metrics.items() if not math.isfinite(v)]
       if bad:
@@ -244,7 +228,8 @@ def train_ppo(config: ml_collections.ConfigDict, workdir: str, policy_ckpt: str 
       writer.write(it + 1, metrics)
       last = metrics
       done = it + 1
-      progress.update(done, {k: metrics[k] for k in ("rm_score", "gold_q", "kl")}, force=done == config.iterations)
+      progress.update(done, {k: metrics[k] for k in ("rm_score", "gold_q", "kl") if k in metrics},
+                      force=done == config.iterations)
       if evaluator and (done % config.eval_every == 0 or done == config.iterations):
         run_eval(done)
       if (config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.iterations:
@@ -259,24 +244,25 @@ def train_ppo(config: ml_collections.ConfigDict, workdir: str, policy_ckpt: str 
   ckpt.wait()
   ckpt.close()
   writer.close()
-  return _finish(workdir, trainer, config, evaluator, eval_examples, texts, last, evals)
+  return _finish(workdir, trainer, config, evaluator, pd, texts, last, evals)
 
 
 def _read_evals(workdir: str) -> list[dict]:
   return [{k: v for k, v in r.items() if k not in ("time", "split")} for r in read_metrics(workdir, "eval")]
 
 
-def _finish(workdir, trainer, config, evaluator, eval_examples, texts, last, evals) -> PPOResult:
+def _finish(workdir, trainer, config, evaluator, pd: PPOData, texts, last, evals) -> PPOResult:
   model_dir = ckpt_lib.model_dir(workdir)
   save_model(nnx.merge(trainer.sampler.graphdef, trainer.state.policy.params), model_dir)
+  save_tokenizer(pd.tokenizer, model_dir)
   outputs = ""
   if evaluator is not None:
     if not texts:  # resumed after the last iteration's eval: regenerate (greedy, deterministic)
       texts, _ = evaluator.outputs(trainer.state.policy.params)
     outputs = os.path.join(workdir, OUTPUTS)
-    files.write_jsonl(outputs, [{"id": ex.id, "prompt": ex.prompt, "output": t, "lang": ex.lang, "task": ex.task}
-                                for ex, t in zip(eval_examples, texts)])
-  result = PPOResult(model_dir, outputs, config.iterations, trainer.beta, last, evals)
+    files.write_jsonl(outputs, [{"id": r["id"], "prompt": r["prompt"], "output": t, "lang": r["lang"],
+                                 "task": r["task"]} for r, t in zip(pd.eval.rows, texts)])
+  result = PPOResult(model_dir, outputs, config.iterations, trainer.beta, last, evals, pd.source, pd.tokenizer_dir)
   files.write_json(os.path.join(workdir, "summary.json"), dataclasses.asdict(result))
   if is_main_process():
     plot_curves({config.lang: workdir}, os.path.join(workdir, "curves.png"))

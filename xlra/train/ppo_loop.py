@@ -196,9 +196,12 @@ class PPOTrainer:
     place = lambda p: jax.device_put(jax.tree.map(jnp.copy, p), mesh_lib.tree_shardings(p, mesh, rules))
     self.ref_params, self.rm_params = place(policy_params), place(rm_params)
     updates = config.epochs * config.minibatches
+    per_iter = "config.epochs x config.minibatches updates per iteration"
     policy_tx, _ = make_optimizer(config.policy_optimizer, max(config.iterations - config.value_warmup_iterations, 1)
-                                  * updates)
-    critic_tx = make_optimizer(config.critic_optimizer, config.iterations * updates)[0] if use_critic else None
+                                  * updates, "config.policy_optimizer",
+                                  f"config.iterations - config.value_warmup_iterations, {per_iter}")
+    critic_tx = make_optimizer(config.critic_optimizer, config.iterations * updates, "config.critic_optimizer",
+                               f"config.iterations, {per_iter}")[0] if use_critic else None
     self.state = ppo.PPOState(
         policy=make_state(jax.tree.map(jnp.copy, policy_params), policy_tx, mesh, config.seed, rules),
         critic=make_state(jax.tree.map(jnp.copy, critic_params), critic_tx, mesh, config.seed + 1, rules)

@@ -42,7 +42,8 @@ def iter_wikilingua(root: str, lang: str, split: str = "val") -> Iterable[tuple[
   src, tgt = (os.path.join(root, f"{split}.{side}.{lang}") for side in ("src", "tgt"))
   for p in (src, tgt):
     if not os.path.exists(p):
-      raise FileNotFoundError(f"WikiLingua file {p} not found (expected {split}.src.{lang} and {split}.tgt.{lang})")
+      raise FileNotFoundError(f"WikiLingua file {p} not found (expected {split}.src.{lang} and {split}.tgt.{lang}; "
+                              f"config.real.summarization_split={split!r} picks the split)")
   with open(src, encoding="utf-8") as fs, open(tgt, encoding="utf-8") as ft:
     sources, targets = fs.read().split("\n"), ft.read().split("\n")
   if sources and sources[-1] == "" and targets and targets[-1] == "":

@@ -73,14 +73,18 @@ class LocalJudge(base.Judge):
   @classmethod
   def from_checkpoint(cls, path: str, config: LocalJudgeConfig | None = None, dtype: str = "float32",
                       fmt: str = "auto", tokenizer: str = "", mesh=None) -> "LocalJudge":
-    """Judge from a Hugging Face checkpoint or an xlra model directory; the tokenizer directory defaults to
-    `path` (HF checkpoints and `xlra convert` outputs hold their tokenizer files)."""
+    """Judge from a Hugging Face checkpoint, an xlra model directory or a training workdir; the tokenizer
+    directory defaults to the model's own (HF checkpoints, training exports and `xlra convert` outputs hold
+    their tokenizer files)."""
     import transformers
 
-    from xlra.eval.checkpoints import load_lm
+    from xlra.data.tokenizer import check_fits
+    from xlra.eval.checkpoints import lm_dir, load_lm
 
-    tok = transformers.AutoTokenizer.from_pretrained(tokenizer or path)
-    return cls(load_lm(path, fmt, dtype, mesh), tok, config, mesh)
+    tok = transformers.AutoTokenizer.from_pretrained(tokenizer or lm_dir(path))
+    model = load_lm(path, fmt, dtype, mesh)
+    check_fits(tok, model.cfg.vocab_size, f"config.judge.local.path={path!r}", tokenizer or lm_dir(path))
+    return cls(model, tok, config, mesh)
 
   # ---- tokens ---------------------------------------------------------------------------------------
 
