@@ -59,7 +59,12 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   # Replaces the score of a response without EOS (None keeps it). It must sit below the scores the
   # policy gets: a cross-lingual RM scores target-language outputs several std below its own references.
   c.missing_eos_penalty = -5.0
-  c.normalize_reward = True  # (score - mean) / std with the RM's stored statistics
+  c.normalize_reward = True  # (score - mean) / std, with the statistics of reward_stats:
+  # "policy": the RM's scores on the starting policy's own samples of the RL prompts (measured once, kept in
+  # WORKDIR/reward_stats.json); "rm": on the RM's reference outputs, in its own language. A cross-lingual RM
+  # scores the target language several std away from its own references, so under "rm" a fixed
+  # missing_eos_penalty can sit above every score the policy gets and reward never stopping.
+  c.reward_stats = "policy"
   c.whiten_rewards = False
   c.whiten_advantages = True
   c.gamma = 1.0

@@ -69,6 +69,10 @@ def test_train_ppo_writes_metrics_model_outputs_and_resumes_exactly(world):
   assert len(outs) == 4 and set(outs[0]) == {"id", "prompt", "output", "lang", "task"}
   assert outs[0]["lang"] == "en"
   assert os.path.getsize(os.path.join(work, "curves.png")) > 10_000
+  # reward_stats="policy": rewards normalised on the RM's scores of the starting policy's own samples.
+  stats = files.read_json(os.path.join(work, "reward_stats.json"))
+  assert "starting-policy samples" in stats["source"] and stats["n"] >= 4
+  assert np.isfinite(stats["mean"]) and stats["std"] > 0 and stats["mean"] != 0.5  # not the RM's stored 0.5
 
   # A crash after iteration 1's checkpoint: remove checkpoint 2 and rerun. Iteration 2 is redone
   # from the restored state, beta and prompt order and gives the same metrics.

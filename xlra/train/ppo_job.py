@@ -55,7 +55,7 @@ from xlra.train.loop import NonFiniteError, TrainingInterrupted, _StopFlag
 from xlra.train.metrics import MetricWriter, Progress, read_metrics
 from xlra.train.ppo_loop import PPOTrainer
 from xlra.train.ppo_prompts import PPOData, PromptSet, load_ppo_data
-from xlra.train.scoring import RewardScorer, read_stats
+from xlra.train.scoring import STATS_FILE, RewardScorer, read_stats, write_stats
 from xlra.train.state import split_params
 
 CRITIC_INITS = ("rm", "sft", "none")
@@ -164,6 +164,24 @@ def _rollout_quality(examples, rows: list[int], host: dict, tokenizer, annotator
   return out
 
 
+_STATS_PROMPTS = 64  # RL prompts whose starting-policy samples set the reward statistics
+
+
+def _policy_reward_stats(workdir: str, trainer: PPOTrainer, prompts, tok, config, rm_def) -> dict:
+  """Mean and std of the RM's raw scores on the starting policy's samples of the first RL prompts,
+  measured once per workdir (WORKDIR/reward_stats.json), so a resumed run uses the same."""
+  path = os.path.join(workdir, STATS_FILE)
+  if os.path.exists(path):
+    return files.read_json(path)
+  rows = prompts[:_STATS_PROMPTS]
+  out = trainer.sampler(trainer.ref_params, rows, jax.random.fold_in(jax.random.PRNGKey(config.seed), 7))
+  s, shards = trainer.sampling, mesh_lib.batch_shards(trainer.mesh)
+  scorer = RewardScorer(rm_def, trainer.rm_params, trainer.mesh, tok, batch_size=-(-16 // shards) * shards,
+                        length=s.max_prompt_len + s.max_new_tokens)
+  scores = scorer.score_ids([list(p) + list(out.response(i)) for i, p in enumerate(rows)])
+  return write_stats(workdir, scores, f"{len(rows)} starting-policy samples of the RL prompts")
+
+
 def train_ppo(config: ml_collections.ConfigDict, workdir: str, policy_ckpt: str | None = None,
               rm_ckpt: str | None = None, data: DataBundle | None = None,
               should_stop: Callable[[int], bool] | None = None) -> PPOResult:
@@ -181,6 +199,8 @@ def train_ppo(config: ml_collections.ConfigDict, workdir: str, policy_ckpt: str 
   tok, examples, prompts = pd.tokenizer, pd.rl.examples, pd.rl.ids
   roles = _roles(config, policy_dir, rm_dir, mesh, rules)
   trainer = PPOTrainer(config, mesh, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, rules=rules, **roles)
+  if config.normalize_reward and config.reward_stats == "policy":
+    trainer.use_reward_stats(_policy_reward_stats(workdir, trainer, prompts, tok, config, roles["rm_def"]))
 
   ckpt = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
   start, latest = 0, ckpt.latest_step()

@@ -34,6 +34,7 @@ from xlra.train.state import TrainState, make_state
 from xlra.train.update import jit_train_step
 
 ESTIMATORS = ("gae", "rloo")
+REWARD_STATS = ("rm", "policy")  # whose outputs the reward is normalised on (config.reward_stats)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +156,8 @@ def check_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
                      f"while config.eval_prompts={config.eval_prompts}; set eval_prompts=0 for none")
   if config.estimator not in ESTIMATORS:
     raise ValueError(f"config.estimator={config.estimator!r}: choose one of {ESTIMATORS}")
+  if config.reward_stats not in REWARD_STATS:
+    raise ValueError(f"config.reward_stats={config.reward_stats!r}: choose one of {REWARD_STATS}")
   rows = config.prompts_per_iteration * config.samples_per_prompt
   if config.estimator == "rloo" and config.samples_per_prompt < 2:
     raise ValueError(f"config.samples_per_prompt={config.samples_per_prompt}: RLOO needs at least 2")
@@ -207,11 +210,17 @@ class PPOTrainer:
         critic=make_state(jax.tree.map(jnp.copy, critic_params), critic_tx, mesh, config.seed + 1, rules)
         if use_critic else None)
     self.beta = float(config.kl.beta)
-    self._policy_def, self._critic_def = policy_def, critic_def
+    self._policy_def, self._critic_def, self._rm_def = policy_def, critic_def, rm_def
     self._txs = (policy_tx, critic_tx)
     self._experience = make_experience(policy_def, critic_def, rm_def, self.rc)
     self._jitted_experience = None
     self._learn: dict[bool, Callable] = {}
+
+  def use_reward_stats(self, stats: dict) -> None:
+    """Normalise rewards with these {'mean', 'std'} instead of the RM's stored ones (before iterating)."""
+    self.rc = dataclasses.replace(self.rc, rm_mean=float(stats["mean"]), rm_std=float(stats["std"]))
+    self._experience = make_experience(self._policy_def, self._critic_def, self._rm_def, self.rc)
+    self._jitted_experience = None
 
   # -- compiled pieces, built on first use -----------------------------------------------------
   def _experience_fn(self, rollout):
