@@ -1,6 +1,7 @@
 """The main job: the source x target study, from data to report.
 
     xlra pipeline --config=configs/pipeline.py:demo --workdir=runs/demo     # the README's first command
+    xlra pipeline --config=configs/pipeline.py:demo_summarize --workdir=runs/demo_summarize   # pointwise RMs
     xlra pipeline --config=configs/pipeline.py:ci --workdir=runs/ci         # smaller; CI runs it end to end
     xlra pipeline --config=configs/pipeline.py:demo --workdir=runs/de_en \
         --config.languages=de,en --config.bon.n=8 --config.ppo.pairs=en-de
@@ -22,7 +23,7 @@ import runpy
 
 import ml_collections
 
-PRESETS = ("demo", "ci", "paper")
+PRESETS = ("demo", "demo_summarize", "ci", "paper")
 
 
 def _sibling(name: str) -> dict:
@@ -106,6 +107,11 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     c.ppo.update(dict(iterations=2, prompts_per_iteration=8, minibatches=1, eval_prompts=8, eval_every=2,
                       max_new_tokens=24, value_warmup_iterations=1, epochs=1))
     c.winrate.n_boot = 1000
+  elif arg == "demo_summarize":  # the paper's other setting: summarization with pointwise (Seahorse-like) RMs
+    c.data.tasks = ("summarize",)
+    c.rm.rm.loss = "pointwise"
+    c.baselines.translate_train = False  # translated preference pairs need pairwise RMs
+    c.ppo.pairs = ""  # the demo's PPO runs on dialog
   elif arg == "paper":
     c.bon.update(dict(n=64, eval_prompts=500, max_new_tokens=512, max_prompt_len=1024, rows_per_batch=256,
                       baseline_samples=1))  # an LM judge pays two calls per judgement

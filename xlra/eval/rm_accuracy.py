@@ -61,7 +61,8 @@ def rm_accuracy_matrix(rm_dirs: Mapping[str, str], bundle: DataBundle, targets: 
   """Accuracy of every RM (source language -> model directory) on every target's validation set.
 
   Returns {"kind", "rm_accuracy": {src: {tgt: acc}}, "rm_baselines": {name: {tgt: acc}},
-  "rm_accuracy_vs_gold": {src: {tgt: acc}} (pairwise testbed only), "n": {tgt: examples}}; on the
+  "rm_accuracy_vs_gold": {src: {tgt: acc}} (testbed only: the validation pairs whose q differ, in q's
+  order, for pointwise RMs too), "n": {tgt: examples}}; on the
   testbed also "rm_accuracy_by_error": {src: {error kind: acc}} and "n_by_error": {error kind: probes}
   (at most probes_per_kind per target and kind; 0: no probes), and "rm_accuracy_by_error_pair":
   {src: {tgt: {error kind: acc}}} (the same probes per target: transfer per error kind).
@@ -71,12 +72,17 @@ def rm_accuracy_matrix(rm_dirs: Mapping[str, str], bundle: DataBundle, targets: 
   mesh = mesh or mesh_lib.make_mesh({"data": -1})
   tok = bundle.tokenizer
   fields = ("chosen", "rejected") if kind == "pairwise" else ("output",)
-  val_sets, baselines, n = {}, {MAJORITY: {}, LONGER: {}}, {}
+  val_sets, gold_sets, baselines, n = {}, {}, {MAJORITY: {}, LONGER: {}}, {}
   for tgt in targets:
     train, val = datasets.rm_records(bundle, [tgt], kind, val_examples)
     enc_val = datasets.encode(tok, val, fields, max_len, f"{tgt} {kind} validation")
     enc_train = datasets.encode(tok, train, fields, max_len, f"{tgt} {kind} train")
     val_sets[tgt], n[tgt] = enc_val, len(enc_val)
+    # The gold order of the testbed's validation pairs (q differs), for either kind of RM.
+    pairs = enc_val if kind == "pairwise" else datasets.encode(
+        tok, datasets.rm_records(bundle, [tgt], "pairwise", val_examples)[1], ("chosen", "rejected"), max_len,
+        f"{tgt} pairwise validation") if bundle.testbed is not None else []
+    gold_sets[tgt] = [e for e in pairs if "q_chosen" in e and e["q_chosen"] != e["q_rejected"]]
     base = _pairwise_baselines(enc_val) if kind == "pairwise" else _pointwise_baselines(enc_train, enc_val)
     for name, v in base.items():
       baselines[name][tgt] = v
@@ -92,12 +98,12 @@ def rm_accuracy_matrix(rm_dirs: Mapping[str, str], bundle: DataBundle, targets: 
     scorer = RewardScorer.load(model_dir, tok, mesh, batch_size=batch_size, length=max_len)
     acc[src], gold[src] = {}, {}
     for tgt, enc in val_sets.items():
+      if gold_sets[tgt]:
+        decided = gold_sets[tgt]
+        gold[src][tgt] = float(np.mean(_chosen_above(scorer, decided) == np.array(
+            [e["q_chosen"] > e["q_rejected"] for e in decided])))
       if kind == "pairwise":
-        above = _chosen_above(scorer, enc)
-        acc[src][tgt] = float(np.mean(above))
-        decided = [(i, e) for i, e in enumerate(enc) if "q_chosen" in e and e["q_chosen"] != e["q_rejected"]]
-        if decided:
-          gold[src][tgt] = float(np.mean([above[i] == (e["q_chosen"] > e["q_rejected"]) for i, e in decided]))
+        acc[src][tgt] = float(np.mean(_chosen_above(scorer, enc)))
       else:
         s = scorer.score_ids([e["prompt"] + e["output"] for e in enc])
         acc[src][tgt] = float(np.mean((s > 0) == np.array([bool(e["label"]) for e in enc])))

@@ -16,6 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from xlra.data.testbed.corruptions import VISIBLE  # noqa: E402
+
 
 def _pct(x: float | None) -> str:
   return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
@@ -153,8 +155,9 @@ def matrix_table(matrix: dict[str, dict[str, float]], sources: list[str], target
 
 ERROR_LEGEND = ("Each cell: the share of correct answers the RM scores above the same answer with one error of "
                 "that kind (`xlra.data.testbed.probe_pairs`). Seen in the answer alone: wrong_language, repetition, "
-                "truncation, filler; against the request: drop, impolite, extra_item; only against the prompt's "
-                "facts: swap (another event's value), hallucinate (a value the prompt does not have).")
+                "truncation, filler, no_end (no final punctuation), fragment (a sentence in another language); "
+                "against the request: impolite, extra_item; only against the prompt's facts: drop, swap (another "
+                "event's value), hallucinate (a value the prompt does not have).")
 
 
 def error_table(by_error: dict[str, dict[str, float]], n_by_error: dict[str, int], sources: list[str],
@@ -168,6 +171,15 @@ def error_table(by_error: dict[str, dict[str, float]], n_by_error: dict[str, int
   for s in sources if by_pair else ():
     for t, row in by_pair.get(s, {}).items():
       lines.append(f"| {s}->{t}{' *' if s == t else ''} | " + " | ".join(_pct(row.get(k)) for k in kinds) + " |")
+  lines.append("| _probes_ | " + " | ".join(str(n_by_error[k]) for k in kinds) + " |")
+  if by_pair:
+    def mean(cross: bool, visible: bool) -> str:
+      vals = [v for s, row in by_pair.items() for t, acc in row.items() if (s != t) == cross
+              for k, v in acc.items() if (k in VISIBLE) == visible]
+      return _pct(float(np.mean(vals)) if vals else None)
+    lines += ["", f"Mean over the kinds visible in the answer or against the request: own language {mean(False, True)}%, "
+                  f"cross-lingual {mean(True, True)}%; over the fact kinds: own language {mean(False, False)}%, "
+                  f"cross-lingual {mean(True, False)}%."]
   lines.append("| _probes_ | " + " | ".join(str(n_by_error[k]) for k in kinds) + " |")
   return "\n".join(lines)
 
@@ -217,6 +229,10 @@ def write_report(results: dict[str, Any], workdir: str) -> str:
             f"{title}: win rate vs target SFT", os.path.join(workdir, png))
 
   grid_section("bon", "Best-of-n", "bon_winrate.png")
+  cut = {t: m["all_cut_off"] for t, m in (results.get("bon_meta") or {}).items() if m.get("all_cut_off")}
+  if cut:
+    out.extend([f"Prompts whose every candidate was cut off (no end of sequence within the token budget; the RM "
+                f"chose by its raw score among them): {', '.join(f'{t}: {n}' for t, n in cut.items())}.", ""])
   if results.get("controls"):
     out.extend(["## Controls: placebo, length rules, oracle ceiling", "",
                 "Best-of-n win rate (%) against the target SFT model [95% CI], on the same candidates: a *placebo* RM "
@@ -248,6 +264,14 @@ def write_report(results: dict[str, Any], workdir: str) -> str:
     out.extend(["## Reward-model accuracy (generalizability matrix)", "",
                 "Pairwise accuracy (%) of each source-language RM on each language's validation pairs.", "",
                 matrix_table(results["rm_accuracy"], sources, targets, base), "", "![RM accuracy](rm_accuracy.png)", ""])
+    if results.get("rm_accuracy_vs_gold"):
+      gold = results["rm_accuracy_vs_gold"]
+      cross = [v for s, row in gold.items() for t, v in row.items() if s != t]
+      own = [row[s] for s, row in gold.items() if s in row]
+      out.extend(["Against the gold order (the validation pairs whose gold q differ, the higher-q output first: what "
+                  "the annotators' labels approximate):", "", matrix_table(gold, sources, targets), "",
+                  f"Own language mean {_pct(float(np.mean(own)) if own else None)}%, cross-lingual mean "
+                  f"{_pct(float(np.mean(cross)) if cross else None)}%.", ""])
     heatmap(results["rm_accuracy"], sources, targets, "RM accuracy", os.path.join(workdir, "rm_accuracy.png"),
             center=0.75)
   if results.get("rm_accuracy_by_error"):

@@ -30,6 +30,7 @@ from absl import logging
 from flax import nnx
 
 from xlra import files
+from xlra.config_fields import list_field
 from xlra.data.job import DataBundle, prepare
 from xlra.data.testbed import q_variance, quality, shuffled_labels, translate
 from xlra.data.testbed.splits import PREFERENCE_SPLITS
@@ -86,32 +87,26 @@ class Plan:
     return sorted(set(self.languages) | set(self.sources), key=(self.languages + self.sources).index)
 
 
-def _csv(value) -> tuple[str, ...]:
-  """A list field given as "a,b", ("a", "b") or ("a,b",) (what `--config.languages=de,en` parses to)."""
-  items = (value,) if isinstance(value, str) else tuple(value)
-  return tuple(v.strip() for item in items for v in str(item).split(",") if v.strip())
-
-
 def make_plan(config: ml_collections.ConfigDict) -> Plan:
   """Checks the grid fields before anything is trained; errors name the field and the fix."""
-  langs = _csv(config.languages)
-  known = _csv(config.data.languages)
+  langs = list_field(config.languages)
+  known = list_field(config.data.languages)
   if not langs:
     raise ValueError("config.languages is empty; name at least one target language, e.g. --config.languages=de,en")
-  sources = _csv(config.sources) or langs
+  sources = list_field(config.sources) or langs
   for field, values in (("config.languages", langs), ("config.sources", sources)):
     bad = [l for l in values if l not in known]
     if bad:
       raise ValueError(f"{field} has {bad}, which config.data.languages={known} does not generate; "
                        f"choose from {known}")
   pairs = []
-  for item in _csv(config.ppo.pairs):
+  for item in list_field(config.ppo.pairs):
     s, sep, t = item.partition("-")
     if not sep or s not in sources or t not in langs:
       raise ValueError(f"config.ppo.pairs has {item!r}: write SOURCE-TARGET with SOURCE in {sources} and TARGET in "
                        f"{langs}, e.g. en-de")
     pairs.append((s, t))
-  bl_targets = _csv(config.baselines.targets)
+  bl_targets = list_field(config.baselines.targets)
   if bl_targets:
     if config.baselines.source not in sources:
       raise ValueError(f"config.baselines.source={config.baselines.source!r} must be one of the sources {sources}")
@@ -292,7 +287,7 @@ class Pipeline:
         for i, ex in enumerate(examples)])
     out = {"_meta": {"n": b.n, "kl_bound": res.kl_bound, "seconds": time.time() - t0,
                      "gold_q_sample": float(gold.mean()), "gold_q_oracle_best": float(gold.max(axis=1).mean()),
-                     "eos_rate": float(res.stopped.mean())}}
+                     "eos_rate": float(res.stopped.mean()), "all_cut_off": res.all_cut_off}}
     for s in sources:
       outputs = [texts[i][chosen[s][i]] for i in range(len(examples))]
       out[s] = self.judge_against(f"bon{tag}/{s}-{target}", examples, outputs, baseline)
@@ -450,7 +445,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "bon": {s: {t: bon[t][s] for t in plan.languages} for s in plan.sources},
       "ppo": {s: {t: ppo[(s, t)] for (s2, t) in plan.ppo_pairs if s2 == s} for s in {s for s, _ in plan.ppo_pairs}},
       "rm_accuracy": acc["rm_accuracy"], "rm_baselines": acc["rm_baselines"],
-      **{k: acc[k] for k in ("rm_accuracy_by_error", "n_by_error", "rm_accuracy_by_error_pair") if k in acc},
+      **{k: acc[k] for k in ("rm_accuracy_vs_gold", "rm_accuracy_by_error", "n_by_error", "rm_accuracy_by_error_pair")
+         if k in acc},
       "baselines": baselines,
       "controls": {t: bon[t]["_controls"] for t in plan.languages},
       "bon_meta": {t: bon[t]["_meta"] for t in plan.languages},
