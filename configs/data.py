@@ -34,7 +34,7 @@ def get_config(arg: str = "testbed") -> ml_collections.ConfigDict:
 
   # Simulated annotators (xlra/data/testbed/annotators.py explains the temperature).
   c.annotator = ml_collections.ConfigDict(dict(
-      temperature=0.3, threshold=0.75, pointwise_temperature=0.1, seed=0,
+      temperature=0.26, threshold=0.75, pointwise_temperature=0.1, seed=0,
       # Language-specific tastes that the gold quality q does not reward; set to 0 to switch off.
       biases=ml_collections.ConfigDict({"de": {"length": 0.5}, "es": {"polite": 0.2}})))
   c.candidates = ml_collections.ConfigDict(dict(pairs_per_prompt=1, p_clean=0.25, max_corruptions=3))
@@ -44,10 +44,11 @@ def get_config(arg: str = "testbed") -> ml_collections.ConfigDict:
   # temperature 0.7, each at about half its rate or less), which is what best-of-n and PPO can remove.
   # Only flaws visible in the answer or against the request (xlra.data.testbed.corruptions.VISIBLE).
   c.sft_flaws = ml_collections.ConfigDict(dict(filler=0.25, repetition=0.15, truncation=0.1, no_end=0.25,
-                                               fragment=0.1, impolite=0.3, extra_item=0.25))
+                                               fragment=0.05, impolite=0.3, extra_item=0.25))
   # Base-LM corpus: shares of documents followed by a restatement of their facts (a summary, a reply) or
-  # by a translation into another testbed language (xlra/data/testbed/splits.py:base_corpus).
-  c.base_mix = ml_collections.ConfigDict(dict(restatements=0.0, parallel=0.0))
+  # by a translation into another testbed language, and of prompts written with an answer from the flaw
+  # mixture (xlra/data/testbed/splits.py:base_corpus).
+  c.base_mix = ml_collections.ConfigDict(dict(restatements=0.0, parallel=0.0, answers=0.0))
   c.translation_error_rate = 0.1  # for translate-train / no-target-SFT baselines
 
   # Testbed: a byte-level BPE trained on the base corpus. Real runs: `path` names the checkpoint's own

@@ -79,6 +79,10 @@ def test_base_corpus_mix_appends_restatements_and_translations():
     assert first == ex.prompt.split("\n", 1)[1] and re.search("[а-яА-Я]", second), doc
     assert ex.facts["actor"][0] in second  # a name keeps its spelling across the translation
   assert tb.base_corpus("en", ("summarize",), 20, 0, parallel=1.0, languages=("en",)) == plain  # no other language
+  # answers=1: the whole prompt (request included) and an answer from the flaw mixture, as on a Q&A page.
+  flaws = {"no_end": 1.0}
+  answered = tb.base_corpus("en", ("dialog",), 20, 0, answers=1.0, flaws=flaws)
+  assert answered == [e.prompt + "\n" + e.reference.rstrip(".") for e in dialogs]
 
 
 # -- each language is written as that language ---------------------------------------------------------

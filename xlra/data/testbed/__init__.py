@@ -18,7 +18,7 @@ API (everything deterministic from its seed):
   quality(example, output) -> float in [0, 1]   the gold q (fast, total on any string)
   quality_parts(example, output) -> dict        its components
 
-  Annotator(temperature=0.3, threshold=0.75, pointwise_temperature=0.1, biases=DEFAULT_BIASES, seed=0)
+  Annotator(temperature=0.26, threshold=0.75, pointwise_temperature=0.1, biases=DEFAULT_BIASES, seed=0)
   pairwise_preferences(examples, outputs_a, outputs_b, annotator=None) -> [bool]   True: a preferred
   pointwise_labels(examples, outputs, annotator=None) -> [bool]                    True: good
   agreement(annotator, examples, outputs_a, outputs_b) -> {pairs, agreement_with_q, inter_annotator}

@@ -11,9 +11,9 @@ Pointwise (Seahorse question-6-like): P(good) = sigmoid((u - threshold) / pointw
 Why the default temperature: human annotators agree with *each other* on 62-69% of pairs in the paper.
 If each annotator independently agrees with the latent truth with probability p, two of them agree with
 probability p^2 + (1-p)^2, so 62-69% inter-annotator agreement means p = 0.74-0.80 (a little less when
-p varies from pair to pair, as it does here). With the default temperature 0.3 and the RM training pair
-distribution, agreement with q is 0.69-0.78 per language and the expected agreement between two
-annotators 0.66-0.70, inside the human band; tests hold them in [0.68, 0.84] and [0.62, 0.72].
+p varies from pair to pair, as it does here). With the default temperature 0.26 and the RM training pair
+distribution, agreement with q is 0.68-0.79 per language and the expected agreement between two
+annotators 0.68-0.71, inside the human band; tests hold them in [0.68, 0.84] and [0.62, 0.72].
 
 Draws are keyed by (seed, example id, the outputs), so a judgement does not depend on what else is in
 the batch or on the order of calls.
@@ -30,7 +30,7 @@ from xlra.data.testbed.quality import quality
 from xlra.data.testbed.seeding import Stream
 from xlra.data.testbed.tasks import BUDGET_SLACK, Example
 
-DEFAULT_TEMPERATURE = 0.3
+DEFAULT_TEMPERATURE = 0.26
 # Language-specific tastes that q does not share; `bias=None` in the functions below means these.
 DEFAULT_BIASES = {"de": {"length": 0.5}, "es": {"polite": 0.2}}
 

@@ -20,10 +20,12 @@ KINDS = ("drop", "swap", "hallucinate", "wrong_language", "repetition", "truncat
          "fragment")
 DIALOG_KINDS = ("impolite", "extra_item")
 # Relative frequency of each kind among sampled corruptions: about two thirds of them flaws that show in
-# the answer or against the request, as in what SFT policies get wrong (wrong language is rare but
-# catastrophic); fact errors (drop, swap, hallucinate) the rest.
-WEIGHTS = {"drop": 0.7, "swap": 0.5, "hallucinate": 0.5, "wrong_language": 0.4, "repetition": 0.6,
-           "truncation": 0.6, "filler": 0.8, "no_end": 0.8, "fragment": 0.5, "impolite": 0.6, "extra_item": 0.6}
+# the answer or against the request, as in what SFT policies get wrong; fact errors (drop, swap,
+# hallucinate) the rest. Another language is rare in real preference data (it is collected in one
+# language), and an RM that learns "words of another language are bad" reads every target-language
+# answer through that one feature, so wrong_language and fragment are rare here too.
+WEIGHTS = {"drop": 0.7, "swap": 0.5, "hallucinate": 0.5, "wrong_language": 0.1, "repetition": 0.6,
+           "truncation": 0.6, "filler": 0.8, "no_end": 0.8, "fragment": 0.1, "impolite": 0.6, "extra_item": 0.6}
 # Flaws that show in the answer itself or against simple features of the request (SFT_FLAWS' kinds):
 # what a reward model can see without checking a fact against the prompt.
 VISIBLE = ("wrong_language", "repetition", "truncation", "filler", "no_end", "fragment", "impolite", "extra_item")

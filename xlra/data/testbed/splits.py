@@ -41,7 +41,8 @@ def _document(ex: Example) -> str:
 
 
 def base_corpus(lang: str, tasks_: tuple[str, ...], n: int, seed: int, restatements: float = 0.0,
-                parallel: float = 0.0, languages: tuple[str, ...] = ()) -> list[str]:
+                parallel: float = 0.0, languages: tuple[str, ...] = (), answers: float = 0.0,
+                flaws: dict | None = None) -> list[str]:
   """n documents per task: the article or dialog context, without the instruction or the request.
 
   Two kinds of text a multilingual pretraining corpus has, each in a seeded share of the documents:
@@ -50,7 +51,10 @@ def base_corpus(lang: str, tasks_: tuple[str, ...], n: int, seed: int, restateme
                pretrained LMs learn to do (the tiny testbed models, which invent them, gain a little:
                50% and 1500 base steps took a 250-step SFT model's greedy gold q from 0.007 to 0.066);
   `parallel`   a document followed by its translation into another of `languages` (names keep their
-               spelling), the cross-lingual signal that lets a multilingual LM share what it learns.
+               spelling), the cross-lingual signal that lets a multilingual LM share what it learns;
+  `answers`    the whole prompt (instruction or request included) followed by an answer drawn from the
+               flaw mixture `flaws` (corruptions.flawed_reference), as forum and Q&A pages are: every
+               language's base LM text then holds answers, clean and flawed, written the same way.
   """
   rng = Stream(seed, "base-mix", lang)
   others = [l for l in languages if l != lang]
@@ -58,6 +62,8 @@ def base_corpus(lang: str, tasks_: tuple[str, ...], n: int, seed: int, restateme
   for task in tasks_:
     for ex in generate_split(lang, task, "base", n, seed):
       body = _document(ex)
+      if answers and rng.random() < answers:
+        body = f"{ex.prompt}\n{corruptions.flawed_reference(ex, flaws or {}, seed).reference}"
       if rng.random() < restatements:
         body += "\n" + ex.reference
       if others and rng.random() < parallel:
@@ -187,9 +193,9 @@ def build(config) -> Testbed:
   annotator = Annotator.from_config(config.annotator)
   examples, pairs, points, base = {}, {}, {}, {}
   for lang in config.languages:
-    mix = config.get("base_mix", {})
-    base[lang] = base_corpus(lang, tuple(config.tasks), config.sizes.base, config.seed, mix.get("restatements", 0.0),
-                             mix.get("parallel", 0.0), tuple(config.languages))
+    mix = config.base_mix
+    base[lang] = base_corpus(lang, tuple(config.tasks), config.sizes.base, config.seed, mix.restatements, mix.parallel,
+                             tuple(config.languages), mix.answers, dict(config.sft_flaws))
     for task in config.tasks:
       for split in SPLITS[1:]:
         exs = generate_split(lang, task, split, getattr(config.sizes, split), config.seed)
