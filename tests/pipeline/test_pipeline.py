@@ -136,6 +136,17 @@ def test_controls_table_places_every_rm_between_placebo_and_ceiling():
   assert "| target | p_no_end |" in vt and "| **de** | 40.0 |" in vt
 
 
+def test_error_table_splits_transfer_by_pair_and_by_visible_and_fact_kinds():
+  by_pair = {"de": {"de": {"no_end": 1.0, "swap": 0.5}, "en": {"no_end": 0.8, "swap": 0.4}},
+             "en": {"de": {"no_end": 0.6, "swap": 0.6}, "en": {"no_end": 0.9, "swap": 0.7}}}
+  pooled = {"de": {"no_end": 0.9, "swap": 0.45}, "en": {"no_end": 0.75, "swap": 0.65}}
+  md = report.error_table(pooled, {"no_end": 80, "swap": 80}, ["de", "en"], by_pair)
+  assert "| de->en | 80.0 | 40.0 |" in md and "| en->en * | 90.0 | 70.0 |" in md and md.count("_probes_") == 1
+  # visible (no_end): own (100 + 90) / 2, cross (80 + 60) / 2; facts (swap): own (50 + 70) / 2, cross (40 + 60) / 2.
+  assert ("visible in the answer or against the request: own language 95.0%, cross-lingual 70.0%; over the fact "
+          "kinds: own language 60.0%, cross-lingual 50.0%.") in md
+
+
 def test_failed_judging_fails_its_stage_and_the_rerun_asks_again(tmp_path):
   """A judge that fails more than config.judge.max_failure_share: the stage raises after writing its rows,
   the runner does not mark it done, and a rerun with the judge healthy judges everything and finishes."""

@@ -180,7 +180,6 @@ def error_table(by_error: dict[str, dict[str, float]], n_by_error: dict[str, int
     lines += ["", f"Mean over the kinds visible in the answer or against the request: own language {mean(False, True)}%, "
                   f"cross-lingual {mean(True, True)}%; over the fact kinds: own language {mean(False, False)}%, "
                   f"cross-lingual {mean(True, False)}%."]
-  lines.append("| _probes_ | " + " | ".join(str(n_by_error[k]) for k in kinds) + " |")
   return "\n".join(lines)
 
 
