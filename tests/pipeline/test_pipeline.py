@@ -150,7 +150,6 @@ def test_error_table_splits_transfer_by_pair_and_by_visible_and_fact_kinds():
 def test_failed_judging_fails_its_stage_and_the_rerun_asks_again(tmp_path):
   """A judge that fails more than config.judge.max_failure_share: the stage raises after writing its rows,
   the runner does not mark it done, and a rerun with the judge healthy judges everything and finishes."""
-  import types
 
   from xlra.data.testbed import generate_split
   from xlra.eval.judges.base import Judge, JudgeResult, JudgingFailed

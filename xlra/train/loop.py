@@ -28,7 +28,7 @@ import dataclasses
 import math
 import os
 import signal
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import ml_collections

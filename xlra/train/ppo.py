@@ -14,7 +14,7 @@ of the response, a prefix of each row). Everything is float32, jit-friendly, and
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Callable
 
 import flax.struct
 import jax

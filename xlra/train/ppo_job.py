@@ -49,7 +49,7 @@ from xlra.models.heads import ScalarModel
 from xlra.models.transformer import Transformer
 from xlra.parallel import mesh as mesh_lib
 from xlra.parallel.distributed import is_main_process
-from xlra.sampling.sampler import Sampler, SamplingConfig
+from xlra.sampling.sampler import Sampler
 from xlra.train import checkpoint as ckpt_lib
 from xlra.train.loop import NonFiniteError, TrainingInterrupted, _StopFlag
 from xlra.train.metrics import MetricWriter, Progress, read_metrics

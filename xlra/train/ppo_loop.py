@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -30,7 +29,7 @@ from xlra.parallel import mesh as mesh_lib
 from xlra.sampling.sampler import SampleOutput, Sampler, SamplingConfig, bucket, left_pad
 from xlra.train import ppo
 from xlra.train.optim import make_optimizer
-from xlra.train.state import TrainState, make_state
+from xlra.train.state import make_state
 from xlra.train.update import jit_train_step
 
 ESTIMATORS = ("gae", "rloo")
